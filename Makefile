@@ -1,0 +1,44 @@
+# The two commands: `make run` (the whole service on this machine) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run demo test simulator lint bench check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: API + dashboard + admin on http://127.0.0.1:8000 with a real Celery worker (SQLite, embedded broker)
+run: $(STAMP)
+	$(PY) -m app run
+
+## demo: the same, paying through the bundled offline aamarPay simulator (no internet needed)
+demo: $(STAMP)
+	$(PY) -m app run --simulator
+
+## simulator: only the aamarPay sandbox simulator, on http://127.0.0.1:8001
+simulator: $(STAMP)
+	$(PY) -m simulator --port 8001
+
+## test: the whole suite (SQLite + embedded broker by default; MariaDB + Redis with TEST_DATABASE_URL / TEST_REDIS_URL)
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy app simulator
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+check: $(STAMP)
+	$(PY) -m app check
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,316 @@
+"""Operator commands: `python -m app <command>`.
+
+create-user  --username U --password P [--email E] [--staff] [--superuser]
+check        validate configuration and connectivity (database, schema, broker, media)
+migrate      alembic upgrade head on DATABASE_URL
+run          the whole service on this machine: migrate, a Celery worker (with beat),
+             uvicorn; `--simulator` adds the offline aamarPay sandbox simulator
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from pydantic import ValidationError
+
+from app.config import Settings, get_settings
+from app.errors import AppError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _print(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(message + "\n")
+    return 1
+
+
+# --- create-user -------------------------------------------------------------------------
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace) -> str:
+    from app.db import create_engine, create_sessionmaker
+    from app.schemas.users import password_problem, validate_email, validate_username
+    from app.services.users import create_user
+
+    username = validate_username(args.username)
+    email = validate_email(args.email)
+    problem = password_problem(args.password, username)
+    if problem:
+        raise ValueError(f"password {problem}")
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            user = await create_user(
+                session,
+                username=username,
+                password=args.password,
+                email=email,
+                is_staff=args.staff,
+                is_superuser=args.superuser,
+            )
+            await session.commit()
+            role = "superuser" if user.is_superuser else "staff" if user.is_staff else "user"
+            return f"created {role} {user.username!r} (id {user.id})"
+    finally:
+        await engine.dispose()
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    try:
+        _print(asyncio.run(_create_user(get_settings(), args)))
+    except (AppError, ValueError) as exc:
+        return _fail(f"error: {exc}")
+    return 0
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+async def _check(settings: Settings) -> list[tuple[str, bool, str]]:
+    from sqlalchemy import text
+
+    from app.db import create_engine
+
+    results: list[tuple[str, bool, str]] = []
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            results.append(("database", True, engine.url.render_as_string(hide_password=True)))
+            try:
+                current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            except Exception:  # noqa: BLE001
+                current = None
+        head = _alembic_head()
+        results.append(("schema", current == head, f"at {current or 'nothing'}, head is {head}"))
+    except Exception as exc:  # noqa: BLE001
+        results.append(("database", False, f"{type(exc).__name__}: {exc}"))
+    finally:
+        await engine.dispose()
+
+    if settings.uses_embedded_broker:
+        folder = settings.embedded_broker_dir
+        ok = folder.is_dir() and os.access(folder, os.W_OK)
+        results.append(("broker", ok, f"embedded filesystem broker in {folder}"))
+    else:
+        from app.tasks.celery_app import create_celery
+
+        try:
+            with create_celery(settings).connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=3)
+            results.append(("broker", True, "reachable"))
+        except Exception as exc:  # noqa: BLE001
+            results.append(("broker", False, f"{type(exc).__name__}: {exc}"))
+
+    media = settings.media_root
+    media_ok = media.is_dir() and os.access(media, os.W_OK)
+    results.append(("media", media_ok, str(media)))
+    return results
+
+
+def _alembic_head() -> str | None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        return _fail(f"configuration: FAILED\n{exc}")
+    _print(f"configuration: ok (environment={settings.environment})")
+    results = asyncio.run(_check(settings))
+    for name, ok, detail in results:
+        _print(f"{name}: {'ok' if ok else 'FAILED'} ({detail})")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+# --- migrate -----------------------------------------------------------------------------
+
+
+def migrate() -> None:
+    subprocess.run(  # noqa: S603 - fixed argv
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(PROJECT_DIR / "alembic.ini"),
+            "upgrade",
+            "head",
+        ],
+        check=True,
+        cwd=os.getcwd(),
+    )
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    try:
+        migrate()
+    except subprocess.CalledProcessError as exc:
+        return _fail(f"migration failed (exit {exc.returncode})")
+    return 0
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+def _wait_http(url: str, timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if args.simulator:
+        sim_url = f"http://127.0.0.1:{args.simulator_port}"
+        env["AAMARPAY_BASE_URL"] = sim_url
+        os.environ["AAMARPAY_BASE_URL"] = sim_url
+    env.setdefault("PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
+    os.environ["PUBLIC_BASE_URL"] = env["PUBLIC_BASE_URL"]
+    get_settings.cache_clear()
+    settings = get_settings()
+    settings.media_root.mkdir(parents=True, exist_ok=True)
+    _print("applying migrations ...")
+    migrate()
+
+    py = sys.executable
+    commands: list[tuple[str, list[str]]] = []
+    if args.simulator:
+        commands.append(("simulator", [py, "-m", "simulator", "--port", str(args.simulator_port)]))
+    commands.append(
+        (
+            "worker",
+            [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "app.tasks.celery_app:celery_app",
+                "worker",
+                "--beat",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(args.worker_concurrency),
+                "--schedule",
+                str(Path("var") / "celerybeat-schedule"),
+            ],
+        )
+    )
+    commands.append(
+        (
+            "api",
+            [py, "-m", "uvicorn", "app.main:app", "--host", args.host, "--port", str(args.port)],
+        )
+    )
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, argv in commands:
+            # Own session: Ctrl-C reaches only this runner, which then stops each child once.
+            children[name] = subprocess.Popen(argv, env=env, start_new_session=True)  # noqa: S603
+            if name == "simulator" and not _wait_http(
+                f"{env['AAMARPAY_BASE_URL']}/_sim/config", 20
+            ):
+                _print("simulator did not start")
+                stopping = True
+                break
+        if not stopping:
+            _print(
+                f"serving on http://{args.host}:{args.port}  (dashboard /dashboard/, API docs "
+                f"/docs, admin /admin); Ctrl-C stops everything"
+            )
+        while not stopping:
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    _print(f"{name} exited with {proc.returncode}; stopping")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        _shutdown(children)
+    return 0
+
+
+def _shutdown(children: dict[str, subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    for proc in reversed(list(children.values())):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for name, proc in children.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _print(f"{name} did not stop in time; killing it")
+            proc.kill()
+            proc.wait()
+
+
+# --- entry -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("create-user", help="create an account (staff for the admin)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--email")
+    p.add_argument("--staff", action="store_true", help="may sign in to /admin")
+    p.add_argument("--superuser", action="store_true", help="implies --staff")
+    p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("check", help="validate configuration and connectivity")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("run", help="run api + worker (+ simulator) on this machine")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--worker-concurrency", type=int, default=2)
+    p.add_argument("--simulator", action="store_true", help="use the offline gateway simulator")
+    p.add_argument("--simulator-port", type=int, default=8001)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,84 @@
+"""Async engine and session factories, shared by the API, the worker and the CLI.
+
+One engine per process (the API builds it in its lifespan, the worker after the fork), one
+`AsyncSession` per request or task. Services only flush; the caller commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from app.config import Settings
+
+
+def normalise_url(raw: str) -> URL:
+    """Apply the per-dialect defaults: utf8mb4 for MySQL/MariaDB, a parent folder for SQLite."""
+    url = make_url(raw)
+    if url.get_backend_name() == "mysql":
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+    elif url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        # Best effort: an unusable path shows up as a connection error (and /readyz 503).
+        with contextlib.suppress(OSError):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # WAL lets the worker write while the API reads; foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(settings: Settings, url: str | None = None, **overrides: Any) -> AsyncEngine:
+    """Build the async engine for `DATABASE_URL` (or `url`), tuned per dialect."""
+    db_url = normalise_url(url or settings.database_url)
+    kwargs: dict[str, Any]
+    if db_url.get_backend_name() == "sqlite":
+        kwargs = {"connect_args": {"timeout": 30}}
+    else:
+        kwargs = {
+            "pool_pre_ping": True,
+            "pool_recycle": settings.db_pool_recycle_seconds,
+            "pool_size": settings.db_pool_size,
+            "max_overflow": settings.db_max_overflow,
+            "pool_timeout": 30,
+        }
+    kwargs.update(overrides)
+    engine = create_async_engine(db_url, **kwargs)
+    if db_url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """Yield one session; roll back if the caller raised, always close."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise

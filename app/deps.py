@@ -1,0 +1,86 @@
+"""Shared FastAPI dependencies as Annotated aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import session_scope
+from app.errors import NotAuthenticated
+from app.models import User
+from app.services.auth import user_from_token
+from app.services.throttle import LoginThrottle
+
+#: Name of the browser session cookie (an HttpOnly copy of the access token).
+SESSION_COOKIE = "session"
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token/", auto_error=False)
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async for session in session_scope(request.app.state.sessionmaker):
+        yield session
+
+
+def get_throttle(request: Request) -> LoginThrottle:
+    settings: Settings = request.app.state.settings
+    return LoginThrottle(
+        request.app.state.throttle_store,
+        limit=settings.login_failure_limit,
+        address_limit=settings.login_address_failure_limit,
+        window=settings.login_failure_window_seconds,
+    )
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
+
+
+def request_token(request: Request, bearer: str | None) -> str | None:
+    """The bearer header first, then the browser session cookie."""
+    if bearer:
+        return bearer
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+async def get_current_user(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    token = request_token(request, bearer)
+    if not token:
+        raise NotAuthenticated()
+    return await user_from_token(session, token, settings)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+class Pagination:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")] = 20,
+        offset: Annotated[int, Query(ge=0, description="Rows to skip")] = 0,
+    ) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+PaginationDep = Annotated[Pagination, Depends()]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,95 @@
+"""ASGI entry point: `app.main:app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
+
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import install_error_handlers
+from app.logging import RequestIdMiddleware, configure_logging
+from app.routers import auth, health
+from app.services.throttle import MemoryStore, RedisStore
+
+logger = logging.getLogger("app")
+
+STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_DIR = "/static/vendor/swagger-ui-5.35.0"
+
+
+def _redis(url: str) -> Redis:
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    settings.media_root.mkdir(parents=True, exist_ok=True)
+    if settings.uses_embedded_broker:
+        settings.embedded_broker_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings)
+    shared_url = settings.shared_redis_url
+    shared_redis = _redis(shared_url) if shared_url else None
+    broker_redis = None
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        broker_redis = (
+            shared_redis if shared_url == settings.broker_url else _redis(settings.broker_url)
+        )
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.broker_redis = broker_redis
+    app.state.throttle_store = RedisStore(shared_redis) if shared_redis else MemoryStore()
+    logger.info("startup", extra={"database": engine.url.get_backend_name()})
+    try:
+        yield
+    finally:
+        for client in {id(c): c for c in (shared_redis, broker_redis) if c}.values():
+            await client.aclose()
+        await engine.dispose()
+        logger.info("shutdown")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = FastAPI(
+        title="Word-count upload service",
+        summary="Pay once through aamarPay, upload .txt/.docx files, get their word counts.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    # Only the app's own assets; the media folder is never served as static files.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        # Swagger UI from the app's own static files, so /docs works with no internet.
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{SWAGGER_DIR}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_DIR}/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    return app
+
+
+app = create_app()

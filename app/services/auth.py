@@ -1,0 +1,55 @@
+"""Sign-in: password check at a constant cost, throttling, token issue."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import InvalidCredentials, InvalidToken
+from app.models import Action, User
+from app.security import create_access_token, decode_access_token, verify_password
+from app.services.activity import record_activity
+from app.services.throttle import LoginThrottle
+from app.services.users import get_by_username
+
+
+async def authenticate(
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    *,
+    username: str,
+    password: str,
+    address: str,
+) -> User:
+    """The active user with these credentials, else InvalidCredentials (or TooManyRequests).
+
+    An unknown username, a wrong password and an inactive account cost the same argon2
+    verification and give the same answer.
+    """
+    await throttle.check(username, address)
+    user = await get_by_username(session, username)
+    ok = await verify_password(password, user.hashed_password if user else None)
+    if not ok or user is None or not user.is_active:
+        await throttle.failed(username, address)
+        raise InvalidCredentials()
+    await throttle.succeeded(username)
+    record_activity(session, user_id=user.id, action=Action.LOGIN, address=address)
+    return user
+
+
+def issue_token(user: User, settings: Settings) -> tuple[str, int]:
+    return create_access_token(
+        user.id,
+        secret_key=settings.secret_key,
+        expires_minutes=settings.access_token_expire_minutes,
+    )
+
+
+async def user_from_token(session: AsyncSession, token: str, settings: Settings) -> User:
+    payload = decode_access_token(token, secret_key=settings.secret_key)
+    if payload is None:
+        raise InvalidToken()
+    user = await session.get(User, payload.user_id)
+    if user is None or not user.is_active:
+        raise InvalidToken()
+    return user

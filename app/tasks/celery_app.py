@@ -1,0 +1,92 @@
+"""The Celery app: `celery -A app.tasks.celery_app:celery_app worker` (and `beat`).
+
+Redis when CELERY_BROKER_URL says so; otherwise kombu's filesystem transport under
+EMBEDDED_BROKER_DIR, so the embedded default needs no server at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+
+from app.config import Settings, get_settings
+from app.logging import configure_logging, get_request_id, set_request_id
+
+TASK_MODULES: list[str] = []
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.uses_embedded_broker:
+        folder = settings.embedded_broker_dir
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+        }
+    # Redis: an unacknowledged message (worker killed mid-task) is redelivered after this.
+    return {"visibility_timeout": settings.celery_visibility_timeout_seconds}
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("wordcount", include=TASK_MODULES)
+    celery.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.celery_result_backend,
+        task_ignore_result=settings.celery_result_backend is None,
+        broker_transport_options=_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        timezone="UTC",
+        enable_utc=True,
+        # A job is acknowledged only once it has run: a killed worker does not lose it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Publishing must not hang a request when the broker is away; the periodic
+        # reconcile job re-queues whatever could not be sent.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    if not settings.uses_embedded_broker:
+        celery.conf.broker_transport_options.update(
+            {"socket_timeout": 5, "socket_connect_timeout": 5}
+        )
+    return celery
+
+
+celery_app = create_celery()
+
+
+def _setup_logging(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _propagate_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None and "request_id" not in headers:
+        headers["request_id"] = get_request_id()
+
+
+def _restore_request_id(task: Any = None, **_: Any) -> None:
+    request_id = getattr(task.request, "request_id", None) if task is not None else None
+    set_request_id(str(request_id) if request_id else "-")
+
+
+signals.setup_logging.connect(_setup_logging)
+signals.before_task_publish.connect(_propagate_request_id)
+signals.task_prerun.connect(_restore_request_id)

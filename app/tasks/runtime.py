@@ -1,0 +1,71 @@
+"""The worker's async runtime: one event loop and one engine per worker process.
+
+Tasks are thin sync functions that call `run(coro_fn)`; the coroutine gets a session from the
+same services the API uses. The loop and engine are created lazily in the process that runs
+the task (after the prefork), and rebuilt if the process turns out to be a new fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from celery import signals
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+
+T = TypeVar("T")
+
+
+@dataclass
+class WorkerRuntime:
+    pid: int
+    loop: asyncio.AbstractEventLoop
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def get_runtime() -> WorkerRuntime:
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        loop = asyncio.new_event_loop()
+        settings = get_settings()
+        # Small pool: one task at a time per worker process.
+        engine = (
+            create_engine(settings, pool_size=2, max_overflow=2)
+            if not settings.is_sqlite
+            else create_engine(settings)
+        )
+        _runtime = WorkerRuntime(
+            pid=os.getpid(),
+            loop=loop,
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+        )
+    return _runtime
+
+
+def run(fn: Callable[[WorkerRuntime], Awaitable[T]]) -> T:
+    runtime = get_runtime()
+    return runtime.loop.run_until_complete(fn(runtime))
+
+
+def _dispose(**_: Any) -> None:
+    global _runtime
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.loop.run_until_complete(_runtime.engine.dispose())
+        _runtime.loop.close()
+        _runtime = None
+
+
+signals.worker_process_shutdown.connect(_dispose)

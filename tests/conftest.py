@@ -1,0 +1,148 @@
+"""Test configuration.
+
+By default everything runs on SQLite and the embedded filesystem broker. With
+TEST_DATABASE_URL (e.g. mysql+asyncmy://root@127.0.0.1:3306/app_test) and TEST_REDIS_URL
+(e.g. redis://127.0.0.1:6379/15) set, the same suite runs on MariaDB and Redis; the test
+database is dropped and recreated at the start of the run, and the Redis database flushed.
+
+The environment is set here, before anything imports `app`, because settings are read once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import support
+
+RUN_DIR = Path(tempfile.mkdtemp(prefix="wordcount-tests-"))
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
+    f"sqlite+aiosqlite:///{RUN_DIR / 'test.db'}"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or ""
+
+os.environ.update(support.test_env(RUN_DIR, TEST_DATABASE_URL, TEST_REDIS_URL))
+
+
+from fastapi import FastAPI  # noqa: E402
+from httpx import ASGITransport, AsyncClient  # noqa: E402
+from sqlalchemy import delete  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
+
+from app.config import Settings, get_settings  # noqa: E402
+from app.db import create_engine, create_sessionmaker  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.models import ActivityLog, FileUpload, PaymentTransaction, User  # noqa: E402
+from tests.workers import CeleryWorker  # noqa: E402
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"database: {support.describe_url(TEST_DATABASE_URL)}",
+        f"broker: {support.describe_url(TEST_REDIS_URL) if TEST_REDIS_URL else 'embedded'}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def run_dir() -> Iterator[Path]:
+    yield RUN_DIR
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def migrated_database(run_dir: Path) -> str:
+    """A fresh test database, migrated by Alembic (which also tests the migrations)."""
+    support.recreate_database(TEST_DATABASE_URL)
+    support.alembic("upgrade", "head", database_url=TEST_DATABASE_URL)
+    if TEST_REDIS_URL:
+        support.flush_redis(TEST_REDIS_URL)
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def settings(migrated_database: str) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The tests' own sessions on the test database (separate from the app's pool)."""
+    engine = create_engine(settings)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def clean_state(
+    db: async_sessionmaker[AsyncSession], settings: Settings
+) -> AsyncIterator[None]:
+    """Empty tables, media folder and login counters after the test (integration tests
+    use it through their conftest)."""
+    yield
+    async with db() as session:
+        for model in (ActivityLog, FileUpload, PaymentTransaction, User):
+            await session.execute(delete(model))
+        await session.commit()
+    await support.clear_throttle(settings)
+    if settings.media_root.exists():
+        for child in settings.media_root.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    app.state.settings = get_settings()
+    app.state.throttle_store = support.fresh_store(app.state.throttle_store)
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def override_settings(app: FastAPI) -> Iterator[support.SettingsOverride]:
+    """Change settings for one test: `override_settings(uploads_per_payment=1)`."""
+    return support.SettingsOverride(app)
+
+
+@pytest.fixture
+async def user_factory(client: AsyncClient) -> support.UserFactory:
+    return support.UserFactory(client)
+
+
+@pytest.fixture
+async def user(user_factory: support.UserFactory) -> support.TestUser:
+    return await user_factory.create()
+
+
+@pytest.fixture
+def celery_worker(migrated_database: str, run_dir: Path) -> Iterator[CeleryWorker]:
+    """A real worker process on the test broker, ready before the test starts."""
+    worker = CeleryWorker(run_dir)
+    worker.start()
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()

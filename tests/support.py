@@ -1,0 +1,237 @@
+"""Helpers shared by the test suite (no fixtures here; see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+DEFAULT_PASSWORD = "correct horse battery staple"
+
+T = TypeVar("T")
+
+
+def test_env(run_dir: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment the app (and any subprocess the tests start) runs with."""
+    return {
+        "ENVIRONMENT": "test",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": redis_url,
+        "REDIS_URL": redis_url,
+        "EMBEDDED_BROKER_DIR": str(run_dir / "broker"),
+        "MEDIA_ROOT": str(run_dir / "media"),
+        "PUBLIC_BASE_URL": "http://testserver",
+        "LOG_LEVEL": "WARNING",
+        # Nothing may reach the real gateway from a test.
+        "AAMARPAY_BASE_URL": "http://127.0.0.1:9",
+    }
+
+
+def describe_url(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.render_as_string(hide_password=True)
+
+
+def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a private loop in another thread, so it never
+    disturbs the test session's event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+def recreate_database(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            for suffix in ("", "-wal", "-shm"):
+                Path(parsed.database + suffix).unlink(missing_ok=True)
+        return
+    name = parsed.database
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"refusing to recreate database {name!r}")
+
+    async def _go() -> None:
+        server = URL.create(
+            parsed.drivername,
+            username=parsed.username,
+            password=parsed.password,
+            host=parsed.host,
+            port=parsed.port,
+            query=parsed.query,
+        )
+        engine = create_async_engine(server)
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            await conn.execute(
+                text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            )
+        await engine.dispose()
+
+    run_async(_go)
+
+
+def alembic(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(PROJECT_DIR / "alembic.ini"), *args],
+        env=env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"alembic {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def flush_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+def fresh_store(store: Any) -> Any:
+    """A clean login-throttle store for a new test (memory) or the same one (Redis)."""
+    from app.services.throttle import MemoryStore
+
+    return MemoryStore() if isinstance(store, MemoryStore) else store
+
+
+async def clear_throttle(settings: Any) -> None:
+    from redis.asyncio import Redis
+
+    from app.services.throttle import KEY_PREFIX
+
+    url = settings.shared_redis_url
+    if not url:
+        return
+    client = Redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{KEY_PREFIX}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(
+    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> None:
+    """Bounded poll: return as soon as `predicate()` holds, fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+async def async_wait_until(
+    predicate: Callable[[], Coroutine[Any, Any, bool]],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+class SettingsOverride:
+    """Swap the running app's settings for the rest of one test."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def __call__(self, **changes: Any) -> Any:
+        self.app.state.settings = self.app.state.settings.model_copy(update=changes)
+        return self.app.state.settings
+
+
+@dataclass
+class TestUser:
+    id: int
+    username: str
+    password: str
+    token: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+_counter = itertools.count(1)
+
+
+class UserFactory:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def create(
+        self, username: str | None = None, password: str = DEFAULT_PASSWORD, **extra: Any
+    ) -> TestUser:
+        username = username or f"user{next(_counter)}_{os.getpid()}"
+        resp = await self.client.post(
+            "/api/auth/register/", json={"username": username, "password": password, **extra}
+        )
+        assert resp.status_code == 201, resp.text
+        token = await self.login(username, password)
+        return TestUser(
+            id=resp.json()["id"],
+            username=username,
+            password=password,
+            token=token,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    async def login(self, username: str, password: str) -> str:
+        resp = await self.client.post(
+            "/api/auth/token/", data={"username": username, "password": password}
+        )
+        assert resp.status_code == 200, resp.text
+        token: str = resp.json()["access_token"]
+        return token
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The SPEC envelope: status, `error` code, a `detail`, and the request id echoed."""
+    assert resp.status_code == status, resp.text
+    body: dict[str, Any] = resp.json()
+    assert set(body) == {"error", "detail", "request_id"}, body
+    assert body["error"] == code, body
+    assert body["request_id"] == resp.headers["x-request-id"]
+    return body
+
+
+def env_with(overrides: Mapping[str, str]) -> dict[str, str]:
+    return {**os.environ, **overrides}
