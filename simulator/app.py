@@ -40,6 +40,9 @@ Choices for behaviour the protocol notes leave open (section 11 of the notes):
 * Completing a finished checkout again with the same outcome replays the same callback form
   (browser refresh / back button); any other change answers HTTP 409. Cancelling is allowed only
   while unpaid (and is idempotent).
+* The delay switches delay only the answer: the request is processed (and its effects kept) on
+  arrival, so a client that times out on jsonpost leaves an initiated transaction behind, as a
+  lost answer from the real gateway would; a later reset is never undone by a late request.
 * Times are Bangladesh time (UTC+6) in ``YYYY-MM-DD HH:MM:SS``. USD orders are converted to BDT
   at the rate in force when the order was initiated.
 
@@ -172,15 +175,18 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     @app.post("/jsonpost.php", include_in_schema=False)
     async def jsonpost(request: Request) -> Response:
         body = _decode_object(await request.body())
-        if gateway.config.jsonpost_delay_seconds:
-            await asyncio.sleep(gateway.config.jsonpost_delay_seconds)
+        delay = gateway.config.jsonpost_delay_seconds
         failure = fault("jsonpost")
         if failure is not None:
             gateway.log_request("jsonpost", "POST", body, f"HTTP {failure.status_code}")
-            return failure
-        answer = gateway.initiate(body, public_base(request))
-        gateway.log_request("jsonpost", "POST", body, answer)
-        return json_answer(answer)
+            response = failure
+        else:
+            answer = gateway.initiate(body, public_base(request))
+            gateway.log_request("jsonpost", "POST", body, answer)
+            response = json_answer(answer)
+        if delay:  # processed on arrival; only the answer is late
+            await asyncio.sleep(delay)
+        return response
 
     @app.api_route("/api/v1/trxcheck/request.php", methods=["GET", "POST"], include_in_schema=False)
     async def trxcheck(request: Request) -> Response:
@@ -189,15 +195,18 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
             raw = await request.body()
             params.update(_decode_object(raw) or dict(parse_qsl(raw.decode("latin-1"))))
         params.update(request.query_params)
-        if gateway.config.trxcheck_delay_seconds:
-            await asyncio.sleep(gateway.config.trxcheck_delay_seconds)
+        delay = gateway.config.trxcheck_delay_seconds
         failure = fault("trxcheck")
         if failure is not None:
             gateway.log_request("trxcheck", request.method, params, f"HTTP {failure.status_code}")
-            return failure
-        answer = gateway.trxcheck(params)
-        gateway.log_request("trxcheck", request.method, params, answer)
-        return json_answer(answer)
+            response = failure
+        else:
+            answer = gateway.trxcheck(params)
+            gateway.log_request("trxcheck", request.method, params, answer)
+            response = json_answer(answer)
+        if delay:  # processed on arrival; only the answer is late
+            await asyncio.sleep(delay)
+        return response
 
     @app.get("/paynow.php", include_in_schema=False)
     async def paynow(track: str = "") -> Response:

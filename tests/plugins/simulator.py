@@ -146,12 +146,17 @@ def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _stop(proc)
 
 
-@pytest.fixture
-def simulator(simulator_url: str) -> Iterator[SimulatorControl]:
-    """Control handle for the simulator, reset before the test."""
-    control = SimulatorControl(simulator_url)
-    control.reset()
+@pytest.fixture(scope="session")
+def _simulator_control(simulator_url: str) -> Iterator[SimulatorControl]:
+    control = SimulatorControl(simulator_url)  # one HTTP connection pool for the session
     try:
         yield control
     finally:
         control.close()
+
+
+@pytest.fixture
+def simulator(_simulator_control: SimulatorControl) -> SimulatorControl:
+    """Control handle for the simulator, reset before the test."""
+    _simulator_control.reset()
+    return _simulator_control
