@@ -4,9 +4,12 @@ The client only speaks HTTP through the :class:`httpx.AsyncClient` it is given; 
 settings and knows nothing about the web framework. Failures are split in two:
 
 * :class:`GatewayRejected` - the gateway answered and refused (bad credentials, duplicate or
-  invalid order): permanent, retrying the same request will not help.
+  invalid order; for initiation also an HTTP 4xx other than 408/425/429): permanent, retrying
+  the same request will not help.
 * :class:`GatewayUnavailable` - no usable answer (timeout, connection error, HTTP 5xx/408/429,
-  an unexpected redirect, a body that is not JSON): transient, try again later.
+  an unexpected redirect, a body that is not JSON): transient, try again later. A Search
+  Transaction that gets any non-2xx answer is reported this way too, since nothing can be
+  concluded about the payment from it.
 
 Both derive from :class:`GatewayError` and carry ``message``, the redacted ``request`` that was
 sent (when there was one) and the ``raw`` answer, so callers can store "what we sent and what
