@@ -71,6 +71,8 @@ class Settings(BaseSettings):
 
     reconcile_interval_seconds: int = Field(default=60, ge=1)
     stuck_after_seconds: int = Field(default=300, ge=1)
+    #: A payment the gateway still calls unpaid after this long is closed as failed (expired).
+    pending_payment_expiry_seconds: int = Field(default=86400, ge=60)
 
     #: Failed logins allowed per username / per client address within the window.
     login_failure_limit: int = Field(default=10, ge=1)

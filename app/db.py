@@ -55,6 +55,9 @@ def create_engine(settings: Settings, url: str | None = None, **overrides: Any) 
         kwargs = {"connect_args": {"timeout": 30}}
     else:
         kwargs = {
+            # Each statement sees what others have committed (as Django does on MySQL): after
+            # losing a conditional UPDATE, the re-read must see the winner's row.
+            "isolation_level": "READ COMMITTED",
             "pool_pre_ping": True,
             "pool_recycle": settings.db_pool_recycle_seconds,
             "pool_size": settings.db_pool_size,

@@ -13,7 +13,9 @@ from app.config import Settings
 from app.db import session_scope
 from app.errors import NotAuthenticated
 from app.models import User
+from app.services.aamarpay import AamarPayClient
 from app.services.auth import user_from_token
+from app.services.payments import gateway_for
 from app.services.throttle import LoginThrottle
 
 #: Name of the browser session cookie (an HttpOnly copy of the access token).
@@ -42,7 +44,15 @@ def get_throttle(request: Request) -> LoginThrottle:
     )
 
 
+def get_gateway(request: Request) -> AamarPayClient:
+    """The gateway client over the app's one shared httpx client (built per request: cheap,
+    and it follows the current settings)."""
+    settings: Settings = request.app.state.settings
+    return gateway_for(request.app.state.http, settings)
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+GatewayDep = Annotated[AamarPayClient, Depends(get_gateway)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 

@@ -17,7 +17,8 @@ from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.logging import RequestIdMiddleware, configure_logging
-from app.routers import auth, health
+from app.routers import auth, health, payments
+from app.services.aamarpay import make_http_client
 from app.services.throttle import MemoryStore, RedisStore
 
 logger = logging.getLogger("app")
@@ -47,6 +48,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.broker_redis = broker_redis
+    app.state.http = make_http_client(
+        settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
+    )
     app.state.throttle_store = RedisStore(shared_redis) if shared_redis else MemoryStore()
     logger.info("startup", extra={"database": engine.url.get_backend_name()})
     try:
@@ -54,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         for client in {id(c): c for c in (shared_redis, broker_redis) if c}.values():
             await client.aclose()
+        await app.state.http.aclose()
         await engine.dispose()
         logger.info("shutdown")
 
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(payments.router)
     return app
 
 

@@ -40,6 +40,8 @@ from app.main import create_app  # noqa: E402
 from app.models import ActivityLog, FileUpload, PaymentTransaction, User  # noqa: E402
 from tests.workers import CeleryWorker  # noqa: E402
 
+pytest_plugins = ["tests.plugins.simulator"]
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
@@ -113,7 +115,6 @@ async def clean_state(
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    app.state.settings = get_settings()
     app.state.throttle_store = support.fresh_store(app.state.throttle_store)
     transport = ASGITransport(app=app)
     async with AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -123,7 +124,9 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 @pytest.fixture
 def override_settings(app: FastAPI) -> Iterator[support.SettingsOverride]:
     """Change settings for one test: `override_settings(uploads_per_payment=1)`."""
-    return support.SettingsOverride(app)
+    original = app.state.settings
+    yield support.SettingsOverride(app)
+    app.state.settings = original
 
 
 @pytest.fixture
@@ -132,7 +135,7 @@ async def user_factory(client: AsyncClient) -> support.UserFactory:
 
 
 @pytest.fixture
-async def user(user_factory: support.UserFactory) -> support.TestUser:
+async def user(user_factory: support.UserFactory) -> support.Account:
     return await user_factory.create()
 
 

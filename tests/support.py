@@ -182,7 +182,7 @@ class SettingsOverride:
 
 
 @dataclass
-class TestUser:
+class Account:
     id: int
     username: str
     password: str
@@ -199,14 +199,14 @@ class UserFactory:
 
     async def create(
         self, username: str | None = None, password: str = DEFAULT_PASSWORD, **extra: Any
-    ) -> TestUser:
+    ) -> Account:
         username = username or f"user{next(_counter)}_{os.getpid()}"
         resp = await self.client.post(
             "/api/auth/register/", json={"username": username, "password": password, **extra}
         )
         assert resp.status_code == 201, resp.text
         token = await self.login(username, password)
-        return TestUser(
+        return Account(
             id=resp.json()["id"],
             username=username,
             password=password,

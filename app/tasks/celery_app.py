@@ -13,7 +13,7 @@ from celery import Celery, signals
 from app.config import Settings, get_settings
 from app.logging import configure_logging, get_request_id, set_request_id
 
-TASK_MODULES: list[str] = []
+TASK_MODULES = ["app.tasks.payments"]
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -60,6 +60,12 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "interval_max": 0.5,
         },
         worker_hijack_root_logger=False,
+        beat_schedule={
+            "reconcile-payments": {
+                "task": "payments.reconcile",
+                "schedule": float(settings.reconcile_interval_seconds),
+            },
+        },
         worker_send_task_events=False,
     )
     if not settings.uses_embedded_broker:

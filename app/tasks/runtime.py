@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
 from celery import signals
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
+from app.services.aamarpay import make_http_client
 
 T = TypeVar("T")
 
@@ -29,6 +31,7 @@ class WorkerRuntime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
 
 
 _runtime: WorkerRuntime | None = None
@@ -51,6 +54,9 @@ def get_runtime() -> WorkerRuntime:
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            http=make_http_client(
+                settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
+            ),
         )
     return _runtime
 
@@ -63,6 +69,7 @@ def run(fn: Callable[[WorkerRuntime], Awaitable[T]]) -> T:
 def _dispose(**_: Any) -> None:
     global _runtime
     if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.loop.run_until_complete(_runtime.http.aclose())
         _runtime.loop.run_until_complete(_runtime.engine.dispose())
         _runtime.loop.close()
         _runtime = None

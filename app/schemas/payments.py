@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import Field, PlainSerializer
+
+from app.models import PaymentStatus
+from app.schemas.common import AwareDatetime, ORMModel
+
+#: Money goes out as a string with two decimals: "100.00".
+Money = Annotated[Decimal, PlainSerializer(lambda v: f"{v:.2f}", return_type=str)]
+
+
+class PaymentInitiated(ORMModel):
+    transaction_id: str
+    payment_url: str = Field(description="Send the customer's browser here to pay")
+    amount: Money
+    currency: str
+    status: PaymentStatus
+
+
+class TransactionRead(ORMModel):
+    id: int
+    user: int = Field(validation_alias="user_id")
+    transaction_id: str
+    amount: Money
+    currency: str
+    status: PaymentStatus
+    pg_txnid: str | None
+    gateway_response: dict[str, Any] = Field(
+        description="What the gateway said at initiation and at each verification"
+    )
+    timestamp: AwareDatetime
+    updated_at: AwareDatetime
