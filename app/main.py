@@ -37,7 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.media_root.mkdir(parents=True, exist_ok=True)
     if settings.uses_embedded_broker:
         settings.embedded_broker_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings)
+    engine = app.state.engine
     shared_url = settings.shared_redis_url
     shared_redis = _redis(shared_url) if shared_url else None
     broker_redis = None
@@ -45,8 +45,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker_redis = (
             shared_redis if shared_url == settings.broker_url else _redis(settings.broker_url)
         )
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
     app.state.broker_redis = broker_redis
     app.state.http = make_http_client(
         settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
@@ -75,6 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    # The engine connects lazily (on first use, inside the server's loop); it exists from the
+    # start so that the admin can be mounted on it. The lifespan disposes of it.
+    app.state.engine = create_engine(settings)
+    app.state.sessionmaker = create_sessionmaker(app.state.engine)
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     # Only the app's own assets; the media folder is never served as static files.
