@@ -43,6 +43,11 @@ from tests.workers import CeleryWorker  # noqa: E402
 pytest_plugins = ["tests.plugins.simulator"]
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # RUN_DIR is made at import; the run_dir fixture removes it only if some test used it.
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"database: {support.describe_url(TEST_DATABASE_URL)}",
