@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import csrf
 from app.config import Settings
 from app.db import session_scope
 from app.errors import NotAuthenticated
@@ -57,23 +58,23 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 
 
-def request_token(request: Request, bearer: str | None) -> str | None:
-    """The bearer header first, then the browser session cookie."""
-    if bearer:
-        return bearer
-    return request.cookies.get(SESSION_COOKIE) or None
-
-
 async def get_current_user(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> User:
-    token = request_token(request, bearer)
+    """The bearer header first, then the browser session cookie. A cookie-authenticated
+    state-changing request must also carry the CSRF token (`X-CSRF-Token`)."""
+    if bearer:
+        return await user_from_token(session, bearer, settings)
+    token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise NotAuthenticated()
-    return await user_from_token(session, token, settings)
+    user = await user_from_token(session, token, settings)
+    if request.method not in csrf.SAFE_METHODS:
+        csrf.check(request, settings, None)
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

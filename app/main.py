@@ -18,7 +18,7 @@ from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.logging import RequestIdMiddleware, configure_logging
-from app.routers import auth, health, payments
+from app.routers import auth, dashboard, health, payments, uploads
 from app.services.aamarpay import make_http_client
 from app.services.throttle import MemoryStore, RedisStore
 
@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(payments.router)
+    app.include_router(uploads.router)
+    app.include_router(dashboard.router)
     mount_admin(app, settings)
     return app
 

@@ -9,6 +9,8 @@ import argparse
 import logging
 import os
 import re
+import signal
+import sys
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -65,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         usd_rate=args.usd_rate,
     )
     logging.getLogger("uvicorn.access").addFilter(RedactSignatureKey())
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the previous
+    # handler in place: make that handler a clean exit (status 0, as for the api).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         create_app(settings),
         host=args.host,

@@ -145,6 +145,16 @@ async def user(user_factory: support.UserFactory) -> support.Account:
 
 
 @pytest.fixture
+async def paid(
+    user_factory: support.UserFactory, db: async_sessionmaker[AsyncSession]
+) -> support.Account:
+    """A user who has paid (one payment unlocks uploading for good)."""
+    account = await user_factory.create()
+    await support.grant_payment(db, account.id)
+    return account
+
+
+@pytest.fixture
 def celery_worker(migrated_database: str, run_dir: Path) -> Iterator[CeleryWorker]:
     """A real worker process on the test broker, ready before the test starts."""
     worker = CeleryWorker(run_dir)

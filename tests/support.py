@@ -235,3 +235,28 @@ def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]
 
 def env_with(overrides: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **overrides}
+
+
+async def grant_payment(db: Any, user_id: int, credits: int = 0) -> None:
+    """A successful payment written directly (for tests about what comes after paying)."""
+    from decimal import Decimal
+
+    from app.models import PaymentStatus, PaymentTransaction, User
+
+    async with db() as session:
+        session.add(
+            PaymentTransaction(
+                user_id=user_id,
+                transaction_id=f"paid{user_id:028d}",
+                amount=Decimal("100.00"),
+                currency="BDT",
+                status=PaymentStatus.SUCCESS,
+                gateway_response={},
+                pg_txnid=f"AAM{user_id:016d}",
+            )
+        )
+        if credits:
+            user = await session.get(User, user_id)
+            assert user is not None
+            user.upload_credits = credits
+        await session.commit()

@@ -11,7 +11,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.deps import CurrentUser, GatewayDep, PaginationDep, SessionDep, SettingsDep
 from app.errors import (
     AppError,
@@ -24,10 +26,11 @@ from app.errors import (
     PaymentNotVerified,
     responses,
 )
-from app.models import PaymentStatus
+from app.models import PaymentStatus, User
 from app.schemas.common import Page
 from app.schemas.payments import PaymentInitiated, TransactionRead
 from app.services import payments
+from app.services.aamarpay import AamarPayClient
 
 router = APIRouter(prefix="/api", tags=["payments"])
 
@@ -44,6 +47,14 @@ async def initiate_payment(
     user: CurrentUser, session: SessionDep, settings: SettingsDep, gateway: GatewayDep
 ) -> PaymentInitiated:
     """Start paying for upload access: answers the gateway's `payment_url` for the browser."""
+    return await start_payment(session, gateway, user, settings)
+
+
+async def start_payment(
+    session: AsyncSession, gateway: AamarPayClient, user: User, settings: Settings
+) -> PaymentInitiated:
+    """The whole initiation, for the API and the dashboard alike. The pending row is
+    committed before the gateway is called, and again with what the gateway said."""
     tx = await payments.create_pending(session, user, settings)
     await session.commit()
     outcome = await payments.submit_to_gateway(session, gateway, tx, user, settings)

@@ -99,7 +99,8 @@ class LoginThrottle:
 
     @staticmethod
     def _keys(username: str, address: str) -> list[str]:
-        return [f"{KEY_PREFIX}user:{username.casefold()}", f"{KEY_PREFIX}addr:{address}"]
+        # Bounded keys whatever the client sends (usernames are at most 150 characters).
+        return [f"{KEY_PREFIX}user:{username.casefold()[:160]}", f"{KEY_PREFIX}addr:{address[:64]}"]
 
     async def check(self, username: str, address: str) -> None:
         """Raise TooManyRequests while either counter is at its limit."""

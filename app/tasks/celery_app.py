@@ -13,7 +13,7 @@ from celery import Celery, signals
 from app.config import Settings, get_settings
 from app.logging import configure_logging, get_request_id, set_request_id
 
-TASK_MODULES = ["app.tasks.payments"]
+TASK_MODULES = ["app.tasks.payments", "app.tasks.wordcount"]
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -28,8 +28,14 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
             "control_folder": str(folder / "control"),
             "store_processed": False,
         }
-    # Redis: an unacknowledged message (worker killed mid-task) is redelivered after this.
-    return {"visibility_timeout": settings.celery_visibility_timeout_seconds}
+    # Redis: an unacknowledged message (worker killed mid-task) is redelivered once it is
+    # this old; workers sweep for such messages at start and every `unacked_restore_interval`.
+    visibility = settings.celery_visibility_timeout_seconds
+    return {
+        "visibility_timeout": visibility,
+        "unacked_restore_interval": min(10, max(1, visibility // 5)),
+        "unacked_restore_throttle": 1,
+    }
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -63,6 +69,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "reconcile-payments": {
                 "task": "payments.reconcile",
+                "schedule": float(settings.reconcile_interval_seconds),
+            },
+            "requeue-stuck-uploads": {
+                "task": "wordcount.requeue_stuck",
                 "schedule": float(settings.reconcile_interval_seconds),
             },
         },

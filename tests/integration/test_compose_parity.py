@@ -31,6 +31,7 @@ from tests.deploy import ComposeProject, NativeLayout, NativeStack
 pytestmark = pytest.mark.worker
 
 API_PORT = 8000  # the api's port inside its container
+SIMULATOR_PORT = 8001  # the simulator's (offline profile)
 PASSWORD = "a long parity passphrase"
 
 
@@ -99,6 +100,7 @@ def parity_redis(redis_url: str) -> Iterator[str]:
 @pytest.fixture
 def project(workdir: Path, parity_database: str, parity_redis: str) -> ComposeProject:
     api_port = support.free_port()
+    simulator_port = support.free_port()
     for sub in ("media", "tmp", "broker", "logs"):
         (workdir / sub).mkdir()
     dotenv = deploy.read_env_file(deploy.ENV_EXAMPLE)
@@ -106,8 +108,8 @@ def project(workdir: Path, parity_database: str, parity_redis: str) -> ComposePr
     dotenv |= {
         "SECRET_KEY": support.TEST_SECRET_KEY,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
-        # Nothing may reach the real gateway from a test.
-        "AAMARPAY_BASE_URL": "http://127.0.0.1:9",
+        # The offline profile, as the README says: the gateway simulator by service name.
+        "AAMARPAY_BASE_URL": f"http://simulator:{SIMULATOR_PORT}",
         "LOG_LEVEL": "INFO",
         # So that beat has something to send within the test.
         "RECONCILE_INTERVAL_SECONDS": "1",
@@ -120,7 +122,7 @@ def project(workdir: Path, parity_database: str, parity_redis: str) -> ComposePr
             "/tmp": workdir / "tmp",
             "/opt/venv": Path(sys.prefix),
         },
-        ports={API_PORT: api_port},
+        ports={API_PORT: api_port, SIMULATOR_PORT: simulator_port},
         hosts=frozenset(compose["services"]),
     )
     # The test's services in place of the compose ones.
@@ -215,16 +217,52 @@ def test_compose_services_run_natively(project: ComposeProject, workdir: Path) -
             assert me.json()["username"] == "parity"
             assert me.json()["can_upload"] is False
 
-        # TODO(upload API): complete a paid upload here once POST /api/upload/ exists: start the
-        # `simulator` service (offline profile) with its port in NativeLayout.ports, point
-        # AAMARPAY_BASE_URL at it, pay through /api/initiate-payment/ and the simulator's
-        # /_sim/pay/, upload a .txt through the api, wait (bounded) for the worker to count
-        # its words, and check the file sits in the shared media folder (workdir / "media").
+        # 4. ... pays through the gateway simulator (the offline profile's service) ...
+        simulator = stack.start("simulator")
+        sim_url = f"http://127.0.0.1:{project.layout.ports[SIMULATOR_PORT]}"
+        deploy.wait_for(
+            lambda: deploy.http_status(f"{sim_url}/_sim/config") == 200,
+            timeout=60,
+            what="the simulator",
+            alive=[simulator],
+        )
+        with httpx.Client(base_url=api_url, timeout=30) as client:
+            started = client.post("/api/initiate-payment/", headers=headers)
+            assert started.status_code == 201, started.text
+            assert started.json()["payment_url"].startswith("http://localhost:")
+            tran_id = started.json()["transaction_id"]
+            paid = httpx.post(
+                f"{sim_url}/_sim/pay/{tran_id}", json={"outcome": "success", "method": "bkash"}
+            ).json()
+            confirmed = client.post("/api/payment/success/", data=paid["fields"])
+            assert confirmed.status_code == 200, confirmed.text
+            assert confirmed.json()["status"] == "success"
 
-        # 4. Every service stops cleanly on SIGTERM, as `docker compose stop` sends it.
+            # ... uploads a file, which the worker counts from the shared media volume.
+            text = "Parity: the api stores it, the worker counts it.\n"
+            uploaded = client.post(
+                "/api/upload/", files={"file": ("parity.txt", text.encode())}, headers=headers
+            )
+            assert uploaded.status_code == 202, uploaded.text
+            file_id = uploaded.json()["id"]
+
+            def counted() -> bool:
+                body = client.get(f"/api/files/{file_id}/", headers=headers).json()
+                return bool(body["status"] == "completed")
+
+            deploy.wait_for(
+                counted, timeout=60, what="the worker to count the upload", alive=[api, worker]
+            )
+            done = client.get(f"/api/files/{file_id}/", headers=headers).json()
+            assert done["word_count"] == len(text.split())
+            assert (workdir / "media" / done["file"]).read_text() == text
+
+        # 5. Every service stops cleanly on SIGTERM, as `docker compose stop` sends it.
         for api_or_worker in (api, worker):
             api_or_worker.assert_running()
         codes = stack.stop_all(timeout=60)
-        assert codes == {"beat": 0, "worker": 0, "api": 0, "migrate": 0}, stack.logs()
+        assert codes == {"simulator": 0, "beat": 0, "worker": 0, "api": 0, "migrate": 0}, (
+            stack.logs()
+        )
 
     assert project_files() == files_before, "the services left files in the project"

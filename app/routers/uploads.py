@@ -1,0 +1,173 @@
+"""Uploads, the file list and downloads, and the activity log."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import FileResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.deps import CurrentUser, PaginationDep, SessionDep, SettingsDep
+from app.errors import (
+    FileTooLarge,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PaymentRequired,
+    UnsupportedFileType,
+    responses,
+)
+from app.models import UploadStatus
+from app.schemas.common import Page
+from app.schemas.uploads import ActivityRead, FileUploadRead
+from app.services import activity, entitlement, storage, uploads
+from app.tasks.wordcount import enqueue_count
+
+logger = logging.getLogger("app.uploads")
+
+router = APIRouter(prefix="/api", tags=["files"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".txt or .docx",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+async def receive_and_accept(
+    request: Request, session: AsyncSession, settings: Settings, user_id: int
+) -> FileUploadRead:
+    """The whole upload: used by the API route and the dashboard's form alike."""
+    await entitlement.require_upload_right(session, user_id, settings)
+    length = request.headers.get("content-length")
+    incoming = await storage.receive_upload(
+        request.stream(),
+        request.headers.get("content-type", ""),
+        content_length=int(length) if length and length.isdigit() else None,
+        field="file",
+        max_bytes=settings.max_upload_bytes,
+        media_root=settings.media_root,
+    )
+    upload = await uploads.accept_upload(
+        session, user_id=user_id, incoming=incoming, settings=settings
+    )
+    try:
+        await session.commit()
+    except BaseException:
+        uploads.discard_stored(upload, settings)
+        raise
+    # Only now, with the row committed, may a worker see the job.
+    try:
+        await to_thread.run_sync(enqueue_count, upload.id)
+    except Exception:  # noqa: BLE001 - the reconcile job will send it
+        logger.warning("enqueue_failed", extra={"upload_id": upload.id}, exc_info=True)
+        await uploads.mark_not_queued(session, upload.id)
+        await session.commit()
+    return FileUploadRead.model_validate(upload)
+
+
+@router.post(
+    "/upload/",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=FileUploadRead,
+    openapi_extra=UPLOAD_BODY,
+    responses=responses(
+        NotAuthenticated, PaymentRequired, FileTooLarge, UnsupportedFileType, InvalidInput
+    ),
+)
+async def upload_file(
+    request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> FileUploadRead:
+    """Upload a `.txt` or `.docx` file (multipart field `file`). Answers 202 at once with
+    `status: "processing"`; a worker then counts the words."""
+    return await receive_and_accept(request, session, settings, user.id)
+
+
+@router.get("/files/", response_model=Page[FileUploadRead], responses=responses(NotAuthenticated))
+async def list_files(
+    user: CurrentUser,
+    session: SessionDep,
+    page: PaginationDep,
+    status_filter: Annotated[UploadStatus | None, Query(alias="status")] = None,
+) -> Page[FileUploadRead]:
+    """Your uploads, newest first; `?status=processing|completed|failed` filters."""
+    rows, total = await uploads.list_files(
+        session, user_id=user.id, limit=page.limit, offset=page.offset, status=status_filter
+    )
+    return Page[FileUploadRead](
+        items=[FileUploadRead.model_validate(r) for r in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get(
+    "/files/{file_id}/",
+    response_model=FileUploadRead,
+    responses=responses(NotAuthenticated, NotFound),
+)
+async def get_file(file_id: int, user: CurrentUser, session: SessionDep) -> FileUploadRead:
+    return FileUploadRead.model_validate(
+        await uploads.get_own(session, user_id=user.id, upload_id=file_id)
+    )
+
+
+@router.get(
+    "/files/{file_id}/download/",
+    response_class=FileResponse,
+    responses={
+        **responses(NotAuthenticated, NotFound),
+        200: {"description": "The stored bytes", "content": {"application/octet-stream": {}}},
+    },
+)
+async def download_file(
+    file_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    """The stored file, named as you uploaded it (your own files only)."""
+    upload = await uploads.get_own(session, user_id=user.id, upload_id=file_id)
+    path = storage.resolve(settings.media_root, upload.file)
+    if not path.is_file():
+        raise NotFound("The stored file is missing")
+    return FileResponse(
+        path,
+        media_type=upload.content_type,
+        filename=upload.filename,
+        content_disposition_type="attachment",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"},
+    )
+
+
+@router.get("/activity/", response_model=Page[ActivityRead], responses=responses(NotAuthenticated))
+async def list_activity(
+    user: CurrentUser, session: SessionDep, page: PaginationDep
+) -> Page[ActivityRead]:
+    """Your activity log, newest first."""
+    rows, total = await activity.list_activity(
+        session, user_id=user.id, limit=page.limit, offset=page.offset
+    )
+    return Page[ActivityRead](
+        items=[ActivityRead.model_validate(r) for r in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )

@@ -1,0 +1,261 @@
+"""The media volume: streamed multipart reception, generated names, safe paths.
+
+Layout under MEDIA_ROOT:
+  .incoming/<random>.part   bodies being received (same filesystem, so the final move is an
+                            atomic rename); removed on any rejection
+  <user id>/<uuid>.<ext>    accepted uploads; the database stores this relative path
+
+The client's file name is never used on disk; it is kept (sanitised) for display only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from anyio import to_thread
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from app.errors import FileTooLarge, InvalidInput
+
+INCOMING = ".incoming"
+#: Bytes gathered before one write to disk (off the event loop).
+WRITE_BATCH = 1 << 20
+#: Multipart overhead allowed on top of MAX_UPLOAD_BYTES when judging Content-Length.
+ENVELOPE_ALLOWANCE = 64 * 1024
+MAX_PARTS = 8
+MAX_HEADER_BYTES = 8 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+@dataclass
+class IncomingFile:
+    """An upload body received into a temporary file (not yet accepted)."""
+
+    temp_path: Path
+    client_filename: str
+    size: int
+    sha256: str
+
+
+def sanitize_filename(raw: str, *, fallback_ext: str = "") -> str:
+    """The client's name, made safe to store and show: last path component only, no control
+    or bidi-override characters, NFC, at most 255 characters (the extension kept)."""
+    name = raw.replace("\\", "/").split("/")[-1]
+    name = unicodedata.normalize("NFC", name)
+    name = _CONTROL.sub("", name)
+    name = " ".join(name.split()).strip(" .")
+    if not name:
+        name = f"upload{fallback_ext}"
+    if len(name) > 255:
+        stem, dot, ext = name.rpartition(".")
+        keep_ext = bool(dot) and 0 < len(ext) <= 16
+        name = stem[: 254 - len(ext)] + "." + ext if keep_ext else name[:255]
+    return name
+
+
+def extension_of(filename: str) -> str:
+    """Lower-case extension with its dot ('.txt'), '' if none."""
+    suffix = PurePosixPath(filename.replace("\\", "/")).suffix
+    return suffix.lower()
+
+
+def incoming_dir(media_root: Path) -> Path:
+    path = media_root / INCOMING
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_relative_path(user_id: int, ext: str) -> str:
+    return f"{user_id}/{uuid.uuid4().hex}{ext}"
+
+
+def resolve(media_root: Path, relative: str) -> Path:
+    """Absolute path of a stored file, refusing anything that escapes MEDIA_ROOT."""
+    root = media_root.resolve()
+    path = (root / relative).resolve()
+    if root not in path.parents:
+        raise ValueError(f"path {relative!r} is outside the media root")
+    return path
+
+
+def discard(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _move_into_place(temp: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temp, final)
+
+
+async def store(temp: Path, media_root: Path, relative: str) -> Path:
+    final = resolve(media_root, relative)
+    await to_thread.run_sync(_move_into_place, temp, final)
+    return final
+
+
+class _Receiver:
+    """python-multipart callbacks: the `file` field goes to disk, chunk by chunk."""
+
+    def __init__(self, field: str, temp_path: Path, max_bytes: int) -> None:
+        self.field = field
+        self.temp_path = temp_path
+        self.max_bytes = max_bytes
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.filename: str | None = None
+        self.parts = 0
+        self.pending = bytearray()
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+        self._header_bytes = 0
+        self._in_file = False
+        self._field_bytes = 0
+        self._file_seen = False
+        self.ended = False
+
+    def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise InvalidInput("Too many form fields")
+        self._headers = {}
+        self._header_bytes = 0
+        self._in_file = False
+        self._field_bytes = 0
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+        self._count_header(end - start)
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+        self._count_header(end - start)
+
+    def _count_header(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise InvalidInput("Form part headers are too large")
+
+    def on_header_end(self) -> None:
+        self._headers[bytes(self._header_name).lower()] = bytes(self._header_value)
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name == self.field and b"filename" in options and not self._file_seen:
+            self._in_file = True
+            self._file_seen = True
+            self.filename = options[b"filename"].decode("utf-8", "replace")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        n = end - start
+        if not self._in_file:
+            self._field_bytes += n
+            if self._field_bytes > MAX_FIELD_BYTES:
+                raise InvalidInput("A form field is too large")
+            return
+        self.size += n
+        if self.size > self.max_bytes:
+            raise FileTooLarge(f"The file is larger than the {self.max_bytes}-byte upload limit")
+        chunk = data[start:end]
+        self.hasher.update(chunk)
+        self.pending += chunk
+
+    def on_part_end(self) -> None:
+        self._in_file = False
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as fh:
+        fh.write(data)
+
+
+async def receive_upload(
+    stream: AsyncIterator[bytes],
+    content_type: str,
+    *,
+    content_length: int | None,
+    field: str,
+    max_bytes: int,
+    media_root: Path,
+) -> IncomingFile:
+    """Stream a multipart body; the `field` file part lands in a temporary file.
+
+    Refuses (413) as soon as the file passes `max_bytes`, or before reading anything when the
+    declared Content-Length is already too large; 422 for a body that is not multipart or has
+    no (or an empty) `field` file. On any refusal the temporary file is gone.
+    """
+    mime, params = parse_options_header(content_type.encode("latin-1", "replace"))
+    if mime != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidInput(
+            [
+                {
+                    "loc": ["body", field],
+                    "msg": "send the file as multipart/form-data",
+                    "type": "missing",
+                }
+            ]
+        )
+    if content_length is not None and content_length > max_bytes + ENVELOPE_ALLOWANCE:
+        raise FileTooLarge(f"The file is larger than the {max_bytes}-byte upload limit")
+    temp_path = incoming_dir(media_root) / f"{uuid.uuid4().hex}.part"
+    temp_path.touch()
+    receiver = _Receiver(field, temp_path, max_bytes)
+    callbacks = {
+        "on_part_begin": receiver.on_part_begin,
+        "on_part_data": receiver.on_part_data,
+        "on_part_end": receiver.on_part_end,
+        "on_header_field": receiver.on_header_field,
+        "on_header_value": receiver.on_header_value,
+        "on_header_end": receiver.on_header_end,
+        "on_headers_finished": receiver.on_headers_finished,
+        "on_end": receiver.on_end,
+    }
+    try:
+        parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+        async for chunk in stream:
+            parser.write(chunk)
+            if len(receiver.pending) >= WRITE_BATCH:
+                data, receiver.pending = bytes(receiver.pending), bytearray()
+                await to_thread.run_sync(_append, temp_path, data)
+        parser.finalize()
+        if not receiver.ended:
+            raise FormParserError("the body ends before the closing boundary")
+        if receiver.pending:
+            await to_thread.run_sync(_append, temp_path, bytes(receiver.pending))
+    except FormParserError as exc:
+        discard(temp_path)
+        raise InvalidInput("The multipart body is malformed") from exc
+    except BaseException:
+        discard(temp_path)
+        raise
+    missing = {"loc": ["body", field], "type": "missing"}
+    if receiver.filename is None:
+        discard(temp_path)
+        raise InvalidInput([{**missing, "msg": f"a file field named {field!r} is required"}])
+    if receiver.size == 0:
+        discard(temp_path)
+        raise InvalidInput([{**missing, "msg": "the file is empty"}])
+    return IncomingFile(
+        temp_path=temp_path,
+        client_filename=receiver.filename,
+        size=receiver.size,
+        sha256=receiver.hasher.hexdigest(),
+    )

@@ -1,0 +1,317 @@
+"""Uploads: accept (validate, store, record), list and fetch with owner checks, and the word
+count job's body (shared by the Celery task and anything else that needs it).
+
+Accepting an upload, in order: the upload right is checked before the body is read (402);
+the body is streamed to a temporary file with the size limit enforced on the way (413); the
+type is checked by extension and by content (415); the file is renamed into place under a
+generated name; then one database transaction spends the upload credit, inserts the row and
+its `file_uploaded` activity. Whatever fails, no file and no row stay behind. The job is
+enqueued by the caller only after that transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from anyio import to_thread
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import NotFound, UnsupportedFileType
+from app.models import Action, FileUpload, UploadStatus
+from app.services import entitlement, filetypes, storage, wordcount
+from app.services.activity import record_activity
+
+logger = logging.getLogger("app.uploads")
+
+#: Extension -> the type we store (never the client's Content-Type).
+KINDS = {
+    ".txt": "text/plain",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+#: A job that a worker has started this many times without finishing is given up.
+MAX_ATTEMPTS = 5
+#: Zip-bomb guard for .docx: total declared uncompressed size.
+MAX_DOCX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+ERROR_MAX_CHARS = 1000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def accepted_types_text() -> str:
+    return ", ".join(KINDS)
+
+
+async def _sniff(incoming: storage.IncomingFile, ext: str) -> str:
+    """The content type to store, or 415 when the content does not match the extension."""
+    try:
+        if ext == ".docx":
+            await to_thread.run_sync(
+                lambda: filetypes.check_docx(
+                    incoming.temp_path, max_uncompressed_bytes=MAX_DOCX_UNCOMPRESSED_BYTES
+                )
+            )
+            return KINDS[ext]
+        encoding = await to_thread.run_sync(filetypes.check_txt, incoming.temp_path)
+    except filetypes.UnsupportedContentError as exc:
+        raise UnsupportedFileType(str(exc)) from exc
+    return f"text/plain; charset={encoding}"
+
+
+async def accept_upload(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    incoming: storage.IncomingFile,
+    settings: Settings,
+) -> FileUpload:
+    """Validate and store a received file and add its row (flushed, not committed).
+
+    The caller commits; if that fails it must call `storage.discard` on the stored path
+    (`discard_stored`). Raises UnsupportedFileType (415) or PaymentRequired (402); in every
+    error case the temporary or stored file has already been removed.
+    """
+    final: Path | None = None
+    try:
+        ext = storage.extension_of(incoming.client_filename)
+        if ext not in KINDS:
+            what = ext or "files without an extension"
+            raise UnsupportedFileType(
+                f"Only {accepted_types_text()} files are accepted, not {what}"
+            )
+        content_type = await _sniff(incoming, ext)
+        relative = storage.new_relative_path(user_id, ext)
+        final = await storage.store(incoming.temp_path, settings.media_root, relative)
+        await entitlement.consume_upload(session, user_id, settings)
+        upload = FileUpload(
+            user_id=user_id,
+            file=relative,
+            filename=storage.sanitize_filename(incoming.client_filename, fallback_ext=ext),
+            status=UploadStatus.PROCESSING,
+            size=incoming.size,
+            sha256=incoming.sha256,
+            content_type=content_type,
+            upload_time=_now(),
+            queued_at=_now(),
+            attempts=0,
+        )
+        session.add(upload)
+        await session.flush()
+        record_activity(
+            session,
+            user_id=user_id,
+            action=Action.FILE_UPLOADED,
+            file_id=upload.id,
+            filename=upload.filename,
+            size=upload.size,
+        )
+        return upload
+    except BaseException:
+        storage.discard(incoming.temp_path)
+        storage.discard(final)
+        raise
+
+
+def discard_stored(upload: FileUpload, settings: Settings) -> None:
+    storage.discard(storage.resolve(settings.media_root, upload.file))
+
+
+async def mark_not_queued(session: AsyncSession, upload_id: int) -> None:
+    """The broker refused the job: let the reconcile job send it at its next run."""
+    await session.execute(
+        update(FileUpload)
+        .where(FileUpload.id == upload_id, FileUpload.status == UploadStatus.PROCESSING)
+        .values(queued_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def list_files(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    limit: int,
+    offset: int,
+    status: UploadStatus | None = None,
+) -> tuple[list[FileUpload], int]:
+    conditions = [FileUpload.user_id == user_id]
+    if status is not None:
+        conditions.append(FileUpload.status == status)
+    total = await session.scalar(select(func.count()).select_from(FileUpload).where(*conditions))
+    rows = await session.scalars(
+        select(FileUpload)
+        .where(*conditions)
+        .order_by(FileUpload.upload_time.desc(), FileUpload.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
+async def get_own(session: AsyncSession, *, user_id: int, upload_id: int) -> FileUpload:
+    """The caller's upload; someone else's is indistinguishable from a missing one (404)."""
+    upload = await session.scalar(
+        select(FileUpload).where(FileUpload.id == upload_id, FileUpload.user_id == user_id)
+    )
+    if upload is None:
+        raise NotFound("No such file")
+    return upload
+
+
+# --- the word-count job --------------------------------------------------------------------
+
+
+class TransientError(Exception):
+    """Storage or database briefly away: retry the job later."""
+
+
+@dataclass(frozen=True)
+class JobResult:
+    status: str
+    word_count: int | None = None
+
+
+async def _claim(session: AsyncSession, upload_id: int) -> FileUpload | None:
+    """Count this start of the job; None when there is nothing to do (gone or settled)."""
+    result = await session.execute(
+        update(FileUpload)
+        .where(FileUpload.id == upload_id, FileUpload.status == UploadStatus.PROCESSING)
+        .values(attempts=FileUpload.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    upload: FileUpload | None = await session.get(FileUpload, upload_id, populate_existing=True)
+    return upload
+
+
+async def _finish(
+    session: AsyncSession,
+    upload: FileUpload,
+    *,
+    word_count: int | None,
+    error: str | None,
+    extra: dict[str, object],
+) -> bool:
+    """processing -> completed | failed, once; the activity row only for the winner."""
+    done = error is None
+    result = await session.execute(
+        update(FileUpload)
+        .where(FileUpload.id == upload.id, FileUpload.status == UploadStatus.PROCESSING)
+        .values(
+            status=UploadStatus.COMPLETED if done else UploadStatus.FAILED,
+            word_count=word_count,
+            error=None if error is None else error[:ERROR_MAX_CHARS],
+            completed_at=_now(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        await session.rollback()
+        return False
+    record_activity(
+        session,
+        user_id=upload.user_id,
+        action=Action.FILE_PROCESSED if done else Action.FILE_PROCESSING_FAILED,
+        file_id=upload.id,
+        filename=upload.filename,
+        **({"word_count": word_count} if done else {"error": error}),
+        **extra,
+    )
+    await session.commit()
+    return True
+
+
+async def process_upload(session: AsyncSession, upload_id: int, settings: Settings) -> JobResult:
+    """Count the words of one upload. Idempotent: a settled upload is left alone.
+
+    A corrupt or unreadable file ends `failed` (with `error`); storage that is not there at
+    all raises TransientError so the job is retried; a job that keeps dying mid-way is given
+    up after MAX_ATTEMPTS starts.
+    """
+    upload = await _claim(session, upload_id)
+    if upload is None:
+        return JobResult("skipped")
+    try:
+        return await _count(session, upload, settings)
+    except TransientError:
+        # A retry is not a new attempt: give the start back (best effort).
+        await session.rollback()
+        await session.execute(
+            update(FileUpload)
+            .where(FileUpload.id == upload_id, FileUpload.attempts > 0)
+            .values(attempts=FileUpload.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        raise
+
+
+async def _count(session: AsyncSession, upload: FileUpload, settings: Settings) -> JobResult:
+    if upload.attempts > MAX_ATTEMPTS:
+        await _finish(
+            session,
+            upload,
+            word_count=None,
+            error=f"gave up after {MAX_ATTEMPTS} attempts",
+            extra={},
+        )
+        return JobResult("failed")
+    if not settings.media_root.is_dir():
+        raise TransientError(f"media root {settings.media_root} is not available")
+    path = storage.resolve(settings.media_root, upload.file)
+    kind = "docx" if upload.file.endswith(".docx") else "txt"
+    started = time.perf_counter()
+    try:
+        count = wordcount.count_words(path, kind)
+    except FileNotFoundError:
+        error = "the stored file is missing"
+        await _finish(session, upload, word_count=None, error=error, extra={})
+        return JobResult("failed")
+    except wordcount.CorruptFileError as exc:
+        await _finish(session, upload, word_count=None, error=str(exc), extra={})
+        return JobResult("failed")
+    except OSError as exc:
+        raise TransientError(f"cannot read the stored file: {exc}") from exc
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    await _finish(session, upload, word_count=count, error=None, extra={"duration_ms": duration_ms})
+    return JobResult("completed", count)
+
+
+async def stuck_upload_ids(
+    session: AsyncSession, settings: Settings, *, limit: int = 500
+) -> list[int]:
+    """Uploads still `processing` whose job was never sent, or sent long enough ago to have
+    been lost (broker restarted without persistence, enqueue failed after the commit)."""
+    cutoff = _now() - timedelta(seconds=settings.stuck_after_seconds)
+    rows = await session.scalars(
+        select(FileUpload.id)
+        .where(
+            FileUpload.status == UploadStatus.PROCESSING,
+            or_(FileUpload.queued_at.is_(None), FileUpload.queued_at < cutoff),
+        )
+        .order_by(FileUpload.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_queued(session: AsyncSession, upload_ids: list[int]) -> None:
+    if upload_ids:
+        await session.execute(
+            update(FileUpload)
+            .where(FileUpload.id.in_(upload_ids), FileUpload.status == UploadStatus.PROCESSING)
+            .values(queued_at=_now())
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,84 @@
+"""Word-count jobs: `wordcount.count_words(upload_id)` and the periodic re-queue of stuck ones.
+
+The job is acknowledged only after it ran (acks_late + reject_on_worker_lost, set on the app),
+so a worker killed mid-job does not lose it; running it twice is harmless (the upload's status
+moves from `processing` once). Transient faults are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from app.services import uploads
+from app.tasks.celery_app import celery_app
+from app.tasks.runtime import WorkerRuntime, run
+
+logger = logging.getLogger("app.tasks.wordcount")
+
+TRANSIENT = (uploads.TransientError, OperationalError, DBAPIError, ConnectionError)
+
+
+@celery_app.task(
+    name="wordcount.count_words",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+    soft_time_limit=300,
+    time_limit=360,
+    ignore_result=True,
+)
+def count_words(self: object, upload_id: int) -> str:
+    async def job(rt: WorkerRuntime) -> str:
+        async with rt.sessionmaker() as session:
+            result = await uploads.process_upload(session, upload_id, rt.settings)
+        logger.info(
+            "upload_processed",
+            extra={
+                "upload_id": upload_id,
+                "status": result.status,
+                "word_count": result.word_count,
+            },
+        )
+        return result.status
+
+    return run(job)
+
+
+def enqueue_count(upload_id: int) -> None:
+    """Publish one job (blocking; the API calls it in a worker thread). Raises when the broker
+    cannot take it: the caller records that, and the reconcile job sends it later."""
+    count_words.apply_async(args=[upload_id])
+
+
+async def requeue_stuck_uploads(rt: WorkerRuntime) -> dict[str, int]:
+    """Send again the jobs of uploads stuck in `processing` (lost message, failed enqueue)."""
+    async with rt.sessionmaker() as session:
+        ids = await uploads.stuck_upload_ids(session, rt.settings)
+    sent: list[int] = []
+    for upload_id in ids:
+        try:
+            enqueue_count(upload_id)
+        except Exception:  # noqa: BLE001 - broker away: try again at the next run
+            logger.warning("requeue_failed", extra={"upload_id": upload_id}, exc_info=True)
+            break
+        sent.append(upload_id)
+    if sent:
+        async with rt.sessionmaker() as session:
+            await uploads.mark_queued(session, sent)
+            await session.commit()
+        logger.info("uploads_requeued", extra={"count": len(sent)})
+    return {"stuck": len(ids), "requeued": len(sent)}
+
+
+@celery_app.task(
+    name="wordcount.requeue_stuck", ignore_result=True, soft_time_limit=240, time_limit=300
+)
+def requeue_stuck() -> dict[str, int]:
+    return run(requeue_stuck_uploads)

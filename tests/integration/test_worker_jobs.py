@@ -1,0 +1,319 @@
+"""Uploads counted by a real Celery worker process on the test broker (Redis in CI, the
+embedded filesystem broker by default): counted right, never lost."""
+
+from __future__ import annotations
+
+import io
+import random
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from docx import Document
+from httpx import AsyncClient
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.models import ActivityLog, FileUpload, UploadStatus
+from app.services import uploads
+from app.tasks.celery_app import celery_app
+from tests.support import Account, UserFactory, async_wait_until, grant_payment
+from tests.workers import ApiServer, CeleryWorker
+
+Sessions = async_sessionmaker[AsyncSession]
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(autouse=True)
+def _empty_queue() -> None:
+    """Jobs published by earlier tests (for rows that are gone) are dropped first."""
+    celery_app.control.purge()
+
+
+async def upload(client: AsyncClient, account: Account, name: str, data: bytes) -> dict[str, Any]:
+    resp = await client.post("/api/upload/", files={"file": (name, data)}, headers=account.headers)
+    assert resp.status_code == 202, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def row(db: Sessions, upload_id: int) -> FileUpload:
+    async with db() as session:
+        found = await session.get(FileUpload, upload_id)
+    assert found is not None
+    return found
+
+
+async def wait_settled(db: Sessions, *upload_ids: int, timeout: float = 90) -> list[FileUpload]:
+    async def settled() -> bool:
+        rows = [await row(db, i) for i in upload_ids]
+        return all(r.status != UploadStatus.PROCESSING for r in rows)
+
+    await async_wait_until(settled, timeout=timeout, interval=0.05, what="uploads to settle")
+    return [await row(db, i) for i in upload_ids]
+
+
+def docx_with_table() -> bytes:
+    doc = Document()
+    doc.add_paragraph("Three words here")
+    table = doc.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "alpha beta"
+    table.cell(0, 1).text = "gamma"
+    table.cell(1, 0).text = "delta"
+    table.cell(1, 1).text = "epsilon zeta eta"
+    buf = io.BytesIO()
+    doc.save(buf)
+    return buf.getvalue()
+
+
+def big_docx(words: int, seed: int = 7) -> bytes:
+    """A real .docx whose body holds `words` random words (slow enough to kill mid-count)."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choices(letters, k=rng.randint(2, 9))) for _ in range(5000)]
+    base = io.BytesIO()
+    Document().save(base)
+    paragraphs = []
+    for start in range(0, words, 50):
+        text = " ".join(rng.choices(vocab, k=min(50, words - start)))
+        paragraphs.append(f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>")
+    with zipfile.ZipFile(base) as src:
+        original = src.read("word/document.xml").decode()
+        document = original.replace("<w:body>", "<w:body>" + "".join(paragraphs), 1)
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+            for item in src.infolist():
+                data = document.encode() if item.filename == "word/document.xml" else src.read(item)
+                dst.writestr(item.filename, data)
+    return out.getvalue()
+
+
+async def test_uploads_are_counted_by_the_worker(
+    client: AsyncClient, paid: Account, db: Sessions, celery_worker: CeleryWorker
+) -> None:
+    text = "Hello, world!\tসবাইকে  শুভেচ্ছা\r\nnon\u00a0breaking 全角\u3000space\n"
+    txt = await upload(client, paid, "mixed.txt", text.encode("utf-8-sig"))
+    docx = await upload(client, paid, "table.docx", docx_with_table())
+    done_txt, done_docx = await wait_settled(db, txt["id"], docx["id"])
+    assert (done_txt.status, done_txt.word_count) == (UploadStatus.COMPLETED, len(text.split()))
+    assert (done_docx.status, done_docx.word_count) == (UploadStatus.COMPLETED, 3 + 7)
+    assert done_txt.completed_at is not None
+    api_view = (await client.get(f"/api/files/{txt['id']}/", headers=paid.headers)).json()
+    assert (api_view["status"], api_view["word_count"]) == ("completed", len(text.split()))
+    async with db() as session:
+        logs = list(
+            await session.scalars(select(ActivityLog).where(ActivityLog.action == "file_processed"))
+        )
+    assert sorted(log.metadata_["file_id"] for log in logs) == sorted([txt["id"], docx["id"]])
+    assert all(log.metadata_["duration_ms"] >= 0 for log in logs)
+
+
+async def test_request_id_travels_with_the_job(
+    client: AsyncClient, paid: Account, db: Sessions, celery_worker: CeleryWorker
+) -> None:
+    resp = await client.post(
+        "/api/upload/",
+        files={"file": ("traced.txt", b"follow me")},
+        headers={**paid.headers, "X-Request-ID": "trace-upload-42"},
+    )
+    await wait_settled(db, resp.json()["id"])
+    assert "[trace-upload-42]" in celery_worker.log()
+
+
+async def test_corrupt_docx_ends_failed_with_an_error(
+    client: AsyncClient, paid: Account, db: Sessions, celery_worker: CeleryWorker
+) -> None:
+    # A real package whose main part is cut short: it passes the upload checks (zip,
+    # declared parts, sane sizes) and fails only when the worker parses it.
+    base = io.BytesIO()
+    Document().save(base)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(buf, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "word/document.xml":
+                data = data.split(b"<w:body>")[0] + b"<w:body><w:p><w:r><w:t>not closed"
+            dst.writestr(item.filename, data)
+    created = await upload(client, paid, "broken.docx", buf.getvalue())
+    (done,) = await wait_settled(db, created["id"])
+    assert done.status == UploadStatus.FAILED
+    assert done.error
+    assert done.word_count is None
+    async with db() as session:
+        actions = list(
+            await session.scalars(select(ActivityLog.action).where(ActivityLog.user_id == paid.id))
+        )
+    assert "file_processing_failed" in actions
+    assert "file_processed" not in actions
+
+
+async def test_uploads_made_while_the_worker_is_down_are_counted_when_it_returns(
+    client: AsyncClient, paid: Account, db: Sessions, celery_worker: CeleryWorker
+) -> None:
+    celery_worker.stop()
+    ids = [
+        (await upload(client, paid, f"queued{i}.txt", ("word " * (i + 1)).encode()))["id"]
+        for i in range(5)
+    ]
+    assert {(await row(db, i)).status for i in ids} == {UploadStatus.PROCESSING}
+    celery_worker.start()
+    done = await wait_settled(db, *ids)
+    assert [(d.status, d.word_count) for d in done] == [
+        (UploadStatus.COMPLETED, i + 1) for i in range(5)
+    ]
+
+
+@pytest.fixture
+def worker_factory(run_dir: Path) -> Iterator[Any]:
+    started: list[CeleryWorker] = []
+
+    def make(**env: str) -> CeleryWorker:
+        worker = CeleryWorker(run_dir, env=env, beat="RECONCILE_INTERVAL_SECONDS" in env)
+        started.append(worker)
+        worker.start()
+        worker.wait_ready()
+        return worker
+
+    yield make
+    for worker in started:
+        worker.kill()
+
+
+async def test_worker_killed_mid_job_does_not_lose_it(
+    client: AsyncClient,
+    paid: Account,
+    db: Sessions,
+    settings: Settings,
+    override_settings: Any,
+    worker_factory: Any,
+) -> None:
+    override_settings(max_upload_bytes=30 * 1024 * 1024)
+    data = big_docx(2_500_000)
+    first = worker_factory()
+    created = await upload(client, paid, "big.docx", data)
+
+    async def claimed() -> bool:
+        return (await row(db, created["id"])).attempts >= 1
+
+    await async_wait_until(claimed, timeout=60, interval=0.01, what="the worker to start the job")
+    first.kill()
+    mid = await row(db, created["id"])
+    assert (mid.status, mid.attempts) == (UploadStatus.PROCESSING, 1), "killed too late"
+
+    if settings.uses_embedded_broker:
+        # The filesystem transport has no acknowledgements: the periodic job re-queues it.
+        worker_factory(RECONCILE_INTERVAL_SECONDS="1", STUCK_AFTER_SECONDS="1")
+    else:
+        # Redis: the unacknowledged message is delivered again (late ack).
+        worker_factory(CELERY_VISIBILITY_TIMEOUT_SECONDS="2")
+    (done,) = await wait_settled(db, created["id"], timeout=120)
+    assert done.status == UploadStatus.COMPLETED
+    assert done.word_count == 2_500_000
+    assert done.attempts == 2
+    async with db() as session:
+        processed = list(
+            await session.scalars(select(ActivityLog).where(ActivityLog.action == "file_processed"))
+        )
+    assert len(processed) == 1
+
+
+async def test_broker_down_at_upload_time_is_caught_up_by_the_reconcile_job(
+    paid: Account, db: Sessions, run_dir: Path, worker_factory: Any
+) -> None:
+    api = ApiServer(run_dir, env={"CELERY_BROKER_URL": "redis://127.0.0.1:1/0", "REDIS_URL": ""})
+    api.start()
+    try:
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
+            resp = await http.post(
+                "/api/upload/",
+                files={"file": ("late.txt", b"four words right here")},
+                headers=paid.headers,
+            )
+    finally:
+        api.stop()
+    assert resp.status_code == 202, resp.text
+    waiting = await row(db, resp.json()["id"])
+    assert (waiting.status, waiting.queued_at) == (UploadStatus.PROCESSING, None)
+    worker_factory(RECONCILE_INTERVAL_SECONDS="1", STUCK_AFTER_SECONDS="5")
+    (done,) = await wait_settled(db, waiting.id)
+    assert (done.status, done.word_count) == (UploadStatus.COMPLETED, 4)
+
+
+# --- the job body, run in this process ------------------------------------------------------
+
+
+async def _stored_upload(db: Sessions, settings: Settings, user_id: int, data: bytes) -> int:
+    relative = f"{user_id}/job-test.txt"
+    path = settings.media_root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    async with db() as session:
+        upload_row = FileUpload(
+            user_id=user_id,
+            file=relative,
+            filename="job-test.txt",
+            size=len(data),
+            sha256="0" * 64,
+            content_type="text/plain; charset=utf-8",
+        )
+        session.add(upload_row)
+        await session.commit()
+        return upload_row.id
+
+
+async def test_running_the_job_twice_is_harmless(
+    user_factory: UserFactory, db: Sessions, settings: Settings
+) -> None:
+    account = await user_factory.create()
+    await grant_payment(db, account.id)
+    upload_id = await _stored_upload(db, settings, account.id, b"one two three")
+    async with db() as session:
+        first = await uploads.process_upload(session, upload_id, settings)
+    async with db() as session:
+        second = await uploads.process_upload(session, upload_id, settings)
+    assert (first.status, first.word_count, second.status) == ("completed", 3, "skipped")
+    async with db() as session:
+        logs = list(
+            await session.scalars(
+                select(ActivityLog.action).where(ActivityLog.action == "file_processed")
+            )
+        )
+    assert logs == ["file_processed"]
+    assert (await row(db, upload_id)).attempts == 1
+
+
+async def test_missing_storage_is_transient_and_not_an_attempt(
+    user_factory: UserFactory, db: Sessions, settings: Settings, tmp_path: Path
+) -> None:
+    account = await user_factory.create()
+    upload_id = await _stored_upload(db, settings, account.id, b"one two three")
+    away = settings.model_copy(update={"media_root": tmp_path / "unmounted"})
+    async with db() as session:
+        with pytest.raises(uploads.TransientError):
+            await uploads.process_upload(session, upload_id, away)
+    again = await row(db, upload_id)
+    assert (again.status, again.attempts) == (UploadStatus.PROCESSING, 0)
+
+
+async def test_a_job_that_keeps_dying_is_given_up(
+    user_factory: UserFactory, db: Sessions, settings: Settings
+) -> None:
+    account = await user_factory.create()
+    upload_id = await _stored_upload(db, settings, account.id, b"one two three")
+    async with db() as session:
+        await session.execute(
+            update(FileUpload)
+            .where(FileUpload.id == upload_id)
+            .values(attempts=uploads.MAX_ATTEMPTS)
+        )
+        await session.commit()
+    async with db() as session:
+        result = await uploads.process_upload(session, upload_id, settings)
+    assert result.status == "failed"
+    done = await row(db, upload_id)
+    assert done.status == UploadStatus.FAILED
+    assert "gave up" in (done.error or "")
