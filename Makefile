@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test simulator lint bench check clean
+.PHONY: run demo test browser simulator lint bench load check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -26,16 +26,26 @@ simulator: $(STAMP)
 	$(PY) -m simulator --port 8001
 
 ## test: the whole suite (SQLite + embedded broker by default; MariaDB + Redis with TEST_DATABASE_URL / TEST_REDIS_URL)
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+## browser: the browser tests use the system's Chromium, else Playwright's own build
+browser: $(STAMP)
+	@if [ -n "$$CHROMIUM_PATH" ] || command -v chromium >/dev/null 2>&1; then :; \
+	else $(PY) -m playwright install chromium; fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy app simulator
 
+## bench: word counting vs wc -w and the naive docx loop, upload memory and early refusal
 bench: $(STAMP)
 	$(PY) -m bench
+
+## load: the whole service under concurrent users (needs MariaDB and Redis; see README)
+load: $(STAMP)
+	$(PY) -m bench.load
 
 check: $(STAMP)
 	$(PY) -m app check

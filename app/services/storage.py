@@ -28,7 +28,7 @@ from app.errors import FileTooLarge, InvalidInput
 
 INCOMING = ".incoming"
 #: Bytes gathered before one write to disk (off the event loop).
-WRITE_BATCH = 1 << 20
+WRITE_BATCH = 256 * 1024
 #: Multipart overhead allowed on top of MAX_UPLOAD_BYTES when judging Content-Length.
 ENVELOPE_ALLOWANCE = 64 * 1024
 MAX_PARTS = 8
