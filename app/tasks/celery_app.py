@@ -27,6 +27,8 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
             "store_processed": False,
+            # The filesystem transport polls its folder: often enough that a job starts fast.
+            "polling_interval": 0.2,
         }
     # Redis: an unacknowledged message (worker killed mid-task) is redelivered once it is
     # this old; workers sweep for such messages at start and every `unacked_restore_interval`.
