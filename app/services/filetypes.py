@@ -1,0 +1,264 @@
+"""Content sniffing for uploads: is a ``.txt`` really text, is a ``.docx`` really a Word file?
+
+Pure functions, called on the stored upload before it is accepted. Both read the file in
+bounded chunks (memory does not grow with the file) and raise UnsupportedContentError with a
+message fit to show the uploader.
+
+``check_txt`` applies the same decoding order as the word counter (``app.services.wordcount``):
+a byte order mark (UTF-32 LE/BE, UTF-8, UTF-16 LE/BE), else UTF-8, else Windows-1252 (with
+Latin-1 for its five undefined bytes, so any byte sequence is readable). It rejects what is not
+text: known binary signatures (zip, PDF, images, executables...), NUL bytes outside UTF-16/32,
+a high share of other control bytes, and files whose byte order mark is contradicted by what
+follows. An empty file is accepted as "utf-8"; refusing empty uploads is the caller's job.
+
+``check_docx`` looks only at the zip's own bookkeeping plus two small reads: the archive must
+start like a zip, list ``[Content_Types].xml`` and ``word/document.xml``, declare a total
+uncompressed size under a limit and no member with an absurd compression ratio (zip bomb),
+declare ``word/document.xml`` as a WordprocessingML main document, and that part must inflate
+to its declared size with a good CRC and be transitional WordprocessingML (the flavour Word
+writes by default and python-docx reads).
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import os
+import re
+import zipfile
+import zlib
+from typing import BinaryIO, Final
+
+__all__ = ["UnsupportedContentError", "check_docx", "check_txt"]
+
+StrPath = str | os.PathLike[str]
+
+_CHUNK: Final = 1 << 20
+
+
+class UnsupportedContentError(ValueError):
+    """The content of an upload does not match its declared type."""
+
+
+# ---------------------------------------------------------------------------------------------
+# .txt
+
+_BOMS: Final = (
+    (codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32", "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8-sig", "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16", "utf-16-be"),
+)
+
+_SIGNATURES: Final = (
+    (b"PK\x03\x04", "a zip archive (or a zip-based document)"),
+    (b"PK\x05\x06", "a zip archive"),
+    (b"PK\x07\x08", "a zip archive"),
+    (b"%PDF-", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\xfd7zXZ\x00", "xz-compressed data"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an OLE2 compound file (for example a .doc)"),
+    (b"{\\rtf", "an RTF document"),
+    (b"\x7fELF", "an executable"),
+    (b"\xca\xfe\xba\xbe", "an executable or Java class"),
+    (b"\xcf\xfa\xed\xfe", "an executable"),
+)
+
+# Control bytes that do not occur in text (TAB, LF, VT, FF, CR, SUB as DOS end-of-file, ESC
+# and the information separators U+001C-U+001F do). NUL is checked on its own.
+_BINARY_CONTROLS: Final = bytes([*range(0x01, 0x09), *range(0x0E, 0x1A)])
+_MAX_CONTROL_SHARE: Final = 0.05
+
+
+def _detect_bom(head: bytes) -> tuple[str, str, int] | None:
+    for bom, name, codec in _BOMS:
+        if head.startswith(bom):
+            return name, codec, len(bom)
+    return None
+
+
+def _check_decodes(stream: BinaryIO, name: str, codec: str) -> str:
+    decoder = codecs.getincrementaldecoder(codec)("strict")
+    label = name.removesuffix("-sig").upper()
+    while True:
+        block = stream.read(_CHUNK)
+        try:
+            text = decoder.decode(block, not block)
+        except UnicodeDecodeError as exc:
+            raise UnsupportedContentError(
+                f"not a text file: it starts with a {label} byte order mark but is not "
+                f"valid {label} ({exc.reason})"
+            ) from None
+        if "\x00" in text:
+            raise UnsupportedContentError("not a text file: it contains NUL characters")
+        if not block:
+            return name
+
+
+def check_txt(path: StrPath) -> str:
+    """Return the encoding ``path`` will be read with, or raise UnsupportedContentError.
+
+    The name is one of "utf-8", "utf-8-sig", "utf-16", "utf-32" (the last three with a BOM)
+    or "cp1252" (the single-byte fallback).
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(64)
+        bom = _detect_bom(head)
+        if bom is not None:
+            name, codec, length = bom
+            stream.seek(length)
+            return _check_decodes(stream, name, codec)
+        for signature, what in _SIGNATURES:
+            if head.startswith(signature):
+                raise UnsupportedContentError(f"not a text file: the content is {what}")
+        stream.seek(0)
+        decoder: codecs.IncrementalDecoder | None = codecs.getincrementaldecoder("utf-8")()
+        total = controls = 0
+        while block := stream.read(_CHUNK):
+            if b"\x00" in block:
+                raise UnsupportedContentError("not a text file: it contains NUL bytes")
+            total += len(block)
+            controls += len(block) - len(block.translate(None, _BINARY_CONTROLS))
+            if decoder is not None:
+                try:
+                    decoder.decode(block, False)
+                except UnicodeDecodeError:
+                    decoder = None  # not UTF-8: every byte is valid in the fallback
+        if controls > total * _MAX_CONTROL_SHARE:
+            raise UnsupportedContentError("not a text file: too many control characters")
+        if decoder is not None:
+            try:
+                decoder.decode(b"", True)
+            except UnicodeDecodeError:  # ends in the middle of a UTF-8 sequence
+                decoder = None
+        return "utf-8" if decoder is not None else "cp1252"
+
+
+# ---------------------------------------------------------------------------------------------
+# .docx
+
+_DOCUMENT: Final = "word/document.xml"
+_CONTENT_TYPES: Final = "[Content_Types].xml"
+_MAX_MEMBERS: Final = 10_000
+#: Members smaller than this are not checked for their ratio: they cannot hurt.
+_RATIO_EXEMPT_BYTES: Final = 1 << 20
+_MAX_CONTENT_TYPES_BYTES: Final = 1 << 20
+_SUPPORTED_COMPRESSION: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+_MAIN_CONTENT_TYPE: Final = (
+    b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+)
+_TRANSITIONAL_NS: Final = b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_OVERRIDE_RE: Final = re.compile(
+    rb"<(?:[\w.-]+:)?Override\b[^>]*?\bPartName\s*=\s*([\"'])/word/document\.xml\1[^>]*>",
+    re.IGNORECASE,
+)
+_CONTENT_TYPE_ATTR_RE: Final = re.compile(rb"\bContentType\s*=\s*([\"'])(.*?)\1")
+_NOT_WORD: Final = "not a Word document"
+
+
+def _check_members(
+    infos: list[zipfile.ZipInfo], max_uncompressed_bytes: int, max_ratio: int
+) -> None:
+    if len(infos) > _MAX_MEMBERS:
+        raise UnsupportedContentError(f"{_NOT_WORD}: the archive has too many members")
+    names = {info.filename for info in infos}
+    missing = [name for name in (_CONTENT_TYPES, _DOCUMENT) if name not in names]
+    if missing:
+        raise UnsupportedContentError(f"{_NOT_WORD}: the archive has no {' or '.join(missing)}")
+    total = 0
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise UnsupportedContentError(f"{_NOT_WORD}: the archive is encrypted")
+        if info.compress_type not in _SUPPORTED_COMPRESSION:
+            raise UnsupportedContentError(f"{_NOT_WORD}: unsupported compression method")
+        if info.file_size > _RATIO_EXEMPT_BYTES and info.file_size > max_ratio * max(
+            info.compress_size, 1
+        ):
+            raise UnsupportedContentError(
+                f"{_NOT_WORD}: {info.filename} has a suspicious compression ratio"
+            )
+        total += info.file_size
+    if total > max_uncompressed_bytes:
+        raise UnsupportedContentError(
+            f"the document is too large once uncompressed ({total} bytes, limit "
+            f"{max_uncompressed_bytes})"
+        )
+
+
+def _check_content_types(archive: zipfile.ZipFile) -> None:
+    info = archive.getinfo(_CONTENT_TYPES)
+    if info.file_size > _MAX_CONTENT_TYPES_BYTES:
+        raise UnsupportedContentError(f"{_NOT_WORD}: oversized {_CONTENT_TYPES}")
+    with archive.open(info) as member:
+        data = member.read(_MAX_CONTENT_TYPES_BYTES + 1)
+    override = _OVERRIDE_RE.search(data)
+    content_type = override and _CONTENT_TYPE_ATTR_RE.search(override.group(0))
+    if not content_type or content_type.group(2).strip() != _MAIN_CONTENT_TYPE:
+        raise UnsupportedContentError(
+            f"{_NOT_WORD}: word/document.xml is not declared as a Word document "
+            "(templates and macro-enabled files are not accepted)"
+        )
+
+
+def _check_document_part(archive: zipfile.ZipFile) -> None:
+    """Inflate word/document.xml in blocks: sizes and CRC must match what the zip declares."""
+    info = archive.getinfo(_DOCUMENT)
+    read = 0
+    head = b""
+    with archive.open(info) as member:  # never yields more than the declared size
+        while block := member.read(1 << 16):
+            if len(head) < 4096:
+                head += block[:4096]
+            read += len(block)
+    if read != info.file_size:
+        raise UnsupportedContentError(f"{_NOT_WORD}: word/document.xml is truncated")
+    if b"<" not in head or _TRANSITIONAL_NS not in head:
+        raise UnsupportedContentError(
+            f"{_NOT_WORD}: word/document.xml is not WordprocessingML (Strict Open XML "
+            "documents are not supported; save as a regular .docx)"
+        )
+
+
+def check_docx(
+    path: StrPath,
+    *,
+    max_uncompressed_bytes: int = 200 * 1024 * 1024,
+    max_ratio: int = 100,
+) -> None:
+    """Raise UnsupportedContentError unless ``path`` looks like a sane Word document."""
+    with open(path, "rb") as stream:
+        if stream.read(4) != b"PK\x03\x04":
+            raise UnsupportedContentError(f"{_NOT_WORD}: the file is not a zip archive")
+        stream.seek(0)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                _check_members(archive.infolist(), max_uncompressed_bytes, max_ratio)
+                _check_content_types(archive)
+                _check_document_part(archive)
+        except UnsupportedContentError:
+            raise
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            zlib.error,
+            EOFError,
+            RuntimeError,  # zipfile: encrypted member
+            NotImplementedError,
+            ValueError,
+            KeyError,
+        ) as exc:
+            raise UnsupportedContentError(f"{_NOT_WORD}: the archive is damaged ({exc})") from None
+        except OSError as exc:
+            # zipfile seeks to nonsense offsets in a damaged archive (EINVAL); other I/O
+            # errors are not the uploader's fault and propagate.
+            if exc.errno not in (None, errno.EINVAL):
+                raise
+            raise UnsupportedContentError(f"{_NOT_WORD}: the archive is damaged ({exc})") from None
