@@ -71,7 +71,7 @@ from typing import Any, BinaryIO, Final
 
 import docx
 from docx.opc.exceptions import OpcError
-from docx.oxml import OxmlElement
+from docx.oxml.parser import oxml_parser
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -321,18 +321,23 @@ class _NeverMatches:
     pass
 
 
-def _fast_class(nsptag: str) -> type:
-    """The element class python-docx builds for ``nsptag``, if no other tag shares it.
+def _fast_classes() -> tuple[type, type]:
+    """The element classes python-docx's parser gives w:t and w:p, for identity checks.
 
-    The hot loop compares ``el.__class__`` instead of building ``el.tag`` strings; a class that
-    is shared with other tags (an unregistered tag) must not be used that way.
+    The hot loop compares ``element.__class__`` instead of building ``element.tag`` strings.
+    That is only sound if no other tag the walk visits shares the class (an unregistered tag
+    gets a generic one); otherwise the check never matches and the tag is compared instead.
     """
-    cls = type(OxmlElement(nsptag))
-    return _NeverMatches if cls is type(OxmlElement("w:instrText")) else cls
+    classes = [type(oxml_parser.makeelement(tag)) for tag in _TAGS]
+
+    def unique(tag: str) -> type:
+        cls = classes[_TAGS.index(tag)]
+        return cls if classes.count(cls) == 1 else _NeverMatches
+
+    return unique(_W_T), unique(_W_P)
 
 
-_TEXT_CLASS: Final = _fast_class("w:t")
-_PARAGRAPH_CLASS: Final = _fast_class("w:p")
+_TEXT_CLASS, _PARAGRAPH_CLASS = _fast_classes()
 
 
 def _skip_descendants(element: Any, walker: Iterator[Any]) -> None:

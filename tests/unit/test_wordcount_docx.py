@@ -17,6 +17,7 @@ from docx.enum.text import WD_BREAK
 from docx.oxml import parse_xml
 from docx.oxml.ns import qn
 
+from app.services import wordcount
 from app.services.wordcount import CorruptFileError, count_docx_words, count_words
 
 NS = {
@@ -664,6 +665,25 @@ def test_larger_generated_document(tmp_path: Path) -> None:
     assert count_docx_words(path) == expected
     assert count_words(path, "docx") == expected
     assert naive_count(path) == 300 * 5
+
+
+def test_tag_comparison_path_gives_the_same_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk compares element classes for w:t and w:p; without them it compares tags."""
+    document = docx.Document()
+    document.add_paragraph("plain words here")
+    document.add_table(rows=1, cols=2).cell(0, 1).text = "cell words"
+    append_xml(
+        document,
+        p(r("a"), TEXT_BOX.format(content=p(r("box text"))), r("b"))
+        + p(fld("begin"), instr(" PAGE "), fld("separate"), r("4"), fld("end")),
+    )
+    path = save(document, tmp_path)
+    assert count_docx_words(path) == 3 + 2 + 1 + 2 + 1
+    monkeypatch.setattr(wordcount, "_TEXT_CLASS", wordcount._NeverMatches)
+    monkeypatch.setattr(wordcount, "_PARAGRAPH_CLASS", wordcount._NeverMatches)
+    assert count_docx_words(path) == 3 + 2 + 1 + 2 + 1
 
 
 # -- corrupt files -------------------------------------------------------------------------------
