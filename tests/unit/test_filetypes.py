@@ -175,6 +175,23 @@ def test_zip_without_content_types_is_rejected(tmp_path: Path) -> None:
         check_docx(write(tmp_path, data, "notypes.docx"))
 
 
+def test_zip_without_package_relationships_is_rejected(tmp_path: Path) -> None:
+    data = repack(docx_bytes(), drop=("_rels/.rels",))
+    with pytest.raises(UnsupportedContentError, match=r"_rels/\.rels"):
+        check_docx(write(tmp_path, data, "norels.docx"))
+
+
+def test_main_part_elsewhere_is_rejected(tmp_path: Path) -> None:
+    good = docx_bytes()
+    rels = zipfile.ZipFile(io.BytesIO(good)).read("_rels/.rels")
+    assert b'Target="word/document.xml"' in rels
+    data = repack(
+        good, replace={"_rels/.rels": rels.replace(b"word/document.xml", b"word/other.xml")}
+    )
+    with pytest.raises(UnsupportedContentError, match="main part"):
+        check_docx(write(tmp_path, data, "elsewhere.docx"))
+
+
 def test_any_other_zip_is_rejected(tmp_path: Path) -> None:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
