@@ -11,12 +11,13 @@ text: known binary signatures (zip, PDF, images, executables...), NUL bytes outs
 a high share of other control bytes, and files whose byte order mark is contradicted by what
 follows. An empty file is accepted as "utf-8"; refusing empty uploads is the caller's job.
 
-``check_docx`` looks only at the zip's own bookkeeping plus two small reads: the archive must
-start like a zip, list ``[Content_Types].xml`` and ``word/document.xml``, declare a total
-uncompressed size under a limit and no member with an absurd compression ratio (zip bomb),
-declare ``word/document.xml`` as a WordprocessingML main document, and that part must inflate
-to its declared size with a good CRC and be transitional WordprocessingML (the flavour Word
-writes by default and python-docx reads).
+``check_docx`` looks at the zip's own bookkeeping, two small parts and one streamed read: the
+archive must start like a zip, list ``[Content_Types].xml``, ``_rels/.rels`` and
+``word/document.xml``, declare a total uncompressed size under a limit and no member with an
+absurd compression ratio (zip bomb); ``word/document.xml`` must be the package's main part,
+declared as a WordprocessingML document (not a template or macro-enabled file), inflate to its
+declared size with a good CRC (read in blocks, never more than declared) and be transitional
+WordprocessingML (what Word writes by default and python-docx reads).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ _SIGNATURES: Final = (
 # Control bytes that do not occur in text (TAB, LF, VT, FF, CR, SUB as DOS end-of-file, ESC
 # and the information separators U+001C-U+001F do). NUL is checked on its own.
 _BINARY_CONTROLS: Final = bytes([*range(0x01, 0x09), *range(0x0E, 0x1A)])
-_MAX_CONTROL_SHARE: Final = 0.01
+_MAX_CONTROL_SHARE: Final = 0.05
 
 
 def _detect_bom(head: bytes) -> tuple[str, str, int] | None:
@@ -147,10 +148,11 @@ def check_txt(path: StrPath) -> str:
 
 _DOCUMENT: Final = "word/document.xml"
 _CONTENT_TYPES: Final = "[Content_Types].xml"
+_PACKAGE_RELS: Final = "_rels/.rels"
 _MAX_MEMBERS: Final = 10_000
 #: Members smaller than this are not checked for their ratio: they cannot hurt.
 _RATIO_EXEMPT_BYTES: Final = 1 << 20
-_MAX_CONTENT_TYPES_BYTES: Final = 1 << 20
+_MAX_SMALL_PART_BYTES: Final = 1 << 20
 _SUPPORTED_COMPRESSION: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _MAIN_CONTENT_TYPE: Final = (
     b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
@@ -161,6 +163,10 @@ _OVERRIDE_RE: Final = re.compile(
     re.IGNORECASE,
 )
 _CONTENT_TYPE_ATTR_RE: Final = re.compile(rb"\bContentType\s*=\s*([\"'])(.*?)\1")
+_RELATIONSHIP_RE: Final = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*>")
+_TYPE_ATTR_RE: Final = re.compile(rb"\bType\s*=\s*([\"'])(.*?)\1")
+_TARGET_ATTR_RE: Final = re.compile(rb"\bTarget\s*=\s*([\"'])(.*?)\1")
+_OFFICE_DOCUMENT_REL: Final = b"/relationships/officeDocument"
 _NOT_WORD: Final = "not a Word document"
 
 
@@ -170,7 +176,7 @@ def _check_members(
     if len(infos) > _MAX_MEMBERS:
         raise UnsupportedContentError(f"{_NOT_WORD}: the archive has too many members")
     names = {info.filename for info in infos}
-    missing = [name for name in (_CONTENT_TYPES, _DOCUMENT) if name not in names]
+    missing = [name for name in (_CONTENT_TYPES, _PACKAGE_RELS, _DOCUMENT) if name not in names]
     if missing:
         raise UnsupportedContentError(f"{_NOT_WORD}: the archive has no {' or '.join(missing)}")
     total = 0
@@ -193,12 +199,16 @@ def _check_members(
         )
 
 
-def _check_content_types(archive: zipfile.ZipFile) -> None:
-    info = archive.getinfo(_CONTENT_TYPES)
-    if info.file_size > _MAX_CONTENT_TYPES_BYTES:
-        raise UnsupportedContentError(f"{_NOT_WORD}: oversized {_CONTENT_TYPES}")
+def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes:
+    info = archive.getinfo(name)
+    if info.file_size > _MAX_SMALL_PART_BYTES:
+        raise UnsupportedContentError(f"{_NOT_WORD}: oversized {name}")
     with archive.open(info) as member:
-        data = member.read(_MAX_CONTENT_TYPES_BYTES + 1)
+        return member.read(_MAX_SMALL_PART_BYTES + 1)
+
+
+def _check_content_types(archive: zipfile.ZipFile) -> None:
+    data = _read_small_part(archive, _CONTENT_TYPES)
     override = _OVERRIDE_RE.search(data)
     content_type = override and _CONTENT_TYPE_ATTR_RE.search(override.group(0))
     if not content_type or content_type.group(2).strip() != _MAIN_CONTENT_TYPE:
@@ -206,6 +216,18 @@ def _check_content_types(archive: zipfile.ZipFile) -> None:
             f"{_NOT_WORD}: word/document.xml is not declared as a Word document "
             "(templates and macro-enabled files are not accepted)"
         )
+
+
+def _check_package_relationships(archive: zipfile.ZipFile) -> None:
+    """The package's main document (what python-docx opens) must be word/document.xml."""
+    for match in _RELATIONSHIP_RE.finditer(_read_small_part(archive, _PACKAGE_RELS)):
+        rel_type = _TYPE_ATTR_RE.search(match.group(0))
+        target = _TARGET_ATTR_RE.search(match.group(0))
+        if rel_type and target and rel_type.group(2).endswith(_OFFICE_DOCUMENT_REL):
+            if target.group(2).lstrip(b"/") == _DOCUMENT.encode():
+                return
+            break
+    raise UnsupportedContentError(f"{_NOT_WORD}: its main part is not word/document.xml")
 
 
 def _check_document_part(archive: zipfile.ZipFile) -> None:
@@ -242,6 +264,7 @@ def check_docx(
             with zipfile.ZipFile(stream) as archive:
                 _check_members(archive.infolist(), max_uncompressed_bytes, max_ratio)
                 _check_content_types(archive)
+                _check_package_relationships(archive)
                 _check_document_part(archive)
         except UnsupportedContentError:
             raise

@@ -45,9 +45,16 @@ tracked insertions/moves-to. Runs of a paragraph join; paragraphs and cells neve
 breaks separate words. Tracked deletions (``w:del``, ``w:moveFrom``), field codes (between the
 ``begin`` and ``separate`` field characters, and ``w:instrText``) and ``mc:Fallback`` copies do
 not count; only the first ``mc:Choice`` of an ``mc:AlternateContent`` does (its
-``mc:Fallback`` if it has no choice). Headers, footers, footnotes, endnotes and comments live
-in other parts and are not counted. ``w:noBreakHyphen`` and ``w:sym`` are one character each,
+``mc:Fallback`` if it has no choice). A text box is a story of its own: its words are counted
+apart, and the text around its anchor runs on as if the box were not there. Headers, footers,
+footnotes, endnotes and comments live in other parts and are not counted; neither are
+equations (``m:oMath``). ``w:noBreakHyphen`` and ``w:sym`` are one character each,
 ``w:softHyphen`` is nothing.
+
+python-docx parses the whole of ``word/document.xml`` into an lxml tree, which takes roughly
+ten times the size of that XML in memory while the count runs; the tree is released before
+returning. The walk uses ``iter()`` with a tag set and compares element classes rather than tag
+strings, so most of the time goes into python-docx's parse.
 """
 
 from __future__ import annotations
@@ -64,10 +71,11 @@ from typing import Any, BinaryIO, Final
 
 import docx
 from docx.opc.exceptions import OpcError
-from docx.oxml import OxmlElement
+from docx.oxml.parser import oxml_parser
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "UNICODE_SPACES",
     "CorruptFileError",
     "count_docx_words",
     "count_text_words",
@@ -173,7 +181,7 @@ _BOMS: Final = (
 )
 
 
-def detect_bom(head: bytes) -> tuple[str, int] | None:
+def _detect_bom(head: bytes) -> tuple[str, int] | None:
     """Return (codec name, BOM length) if ``head`` (the first 4+ bytes) starts with a BOM."""
     for bom, codec in _BOMS:
         if head.startswith(bom):
@@ -247,7 +255,7 @@ def count_txt_words(path: StrPath, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> i
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
     with open(path, "rb", buffering=0) as stream:
-        bom = detect_bom(stream.read(4))
+        bom = _detect_bom(stream.read(4))
         start = bom[1] if bom else 0
         stream.seek(start)
         if bom is not None and bom[0] != "utf-8":
@@ -313,18 +321,23 @@ class _NeverMatches:
     pass
 
 
-def _fast_class(nsptag: str) -> type:
-    """The element class python-docx builds for ``nsptag``, if no other tag shares it.
+def _fast_classes() -> tuple[type, type]:
+    """The element classes python-docx's parser gives w:t and w:p, for identity checks.
 
-    The hot loop compares ``el.__class__`` instead of building ``el.tag`` strings; a class that
-    is shared with other tags (an unregistered tag) must not be used that way.
+    The hot loop compares ``element.__class__`` instead of building ``element.tag`` strings.
+    That is only sound if no other tag the walk visits shares the class (an unregistered tag
+    gets a generic one); otherwise the check never matches and the tag is compared instead.
     """
-    cls = type(OxmlElement(nsptag))
-    return _NeverMatches if cls is type(OxmlElement("w:instrText")) else cls
+    classes = [type(oxml_parser.makeelement(tag)) for tag in _TAGS]
+
+    def unique(tag: str) -> type:
+        cls = classes[_TAGS.index(tag)]
+        return cls if classes.count(cls) == 1 else _NeverMatches
+
+    return unique(_W_T), unique(_W_P)
 
 
-_TEXT_CLASS: Final = _fast_class("w:t")
-_PARAGRAPH_CLASS: Final = _fast_class("w:p")
+_TEXT_CLASS, _PARAGRAPH_CLASS = _fast_classes()
 
 
 def _skip_descendants(element: Any, walker: Iterator[Any]) -> None:
@@ -461,16 +474,14 @@ def count_docx_words(path: StrPath) -> int:
     """
     with open(path, "rb") as stream:
         document = _open_document(stream)
-    root = document.element
-    try:
-        body = getattr(root, "body", None)
-        if body is None:
-            raise CorruptFileError("not a readable Word document (no document body)")
-        return count_text_words(_story_text(body))
-    finally:
-        # python-docx's package and parts reference each other, so the parsed tree (many
-        # times the size of the file) would live until the next cyclic garbage collection.
-        root.clear()
+    body = getattr(document.element, "body", None)
+    if body is None:
+        raise CorruptFileError("not a readable Word document (no document body)")
+    words = count_text_words(_story_text(body))
+    # python-docx's package and parts reference each other, so the parsed tree (many times
+    # the size of the file) would otherwise live until the next cyclic garbage collection.
+    body.clear()
+    return words
 
 
 # ---------------------------------------------------------------------------------------------
