@@ -36,8 +36,9 @@ KINDS = {
 }
 #: A job that a worker has started this many times without finishing is given up.
 MAX_ATTEMPTS = 5
-#: Zip-bomb guard for .docx: total declared uncompressed size.
-MAX_DOCX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+#: Zip-bomb guard for .docx: total declared uncompressed size. python-docx's tree takes about
+#: ten times the XML's size in memory, so this also bounds a worker's memory per job.
+MAX_DOCX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024
 ERROR_MAX_CHARS = 1000
 
 

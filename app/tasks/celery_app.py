@@ -58,6 +58,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A pool process that grew past this (a huge .docx tree) is replaced after its job.
+        worker_max_memory_per_child=512 * 1024,
         # Publishing must not hang a request when the broker is away; the periodic
         # reconcile job re-queues whatever could not be sent.
         task_publish_retry=True,
