@@ -46,8 +46,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
-from app.deps import client_address
-from app.errors import TooManyRequests
+from app.deps import client_address, login_throttle
+from app.errors import InvalidCredentials, TooManyRequests
 from app.models import (
     Action,
     ActivityLog,
@@ -57,10 +57,7 @@ from app.models import (
     UploadStatus,
     User,
 )
-from app.security import verify_password
-from app.services.activity import record_activity
-from app.services.throttle import LoginThrottle
-from app.services.users import get_by_username
+from app.services.auth import authenticate
 
 ADMIN_TITLE = "Word-count service admin"
 ADMIN_BASE_URL = "/admin"
@@ -107,15 +104,6 @@ class StaffAuthBackend(AuthenticationBackend):
         #: sqladmin's template engine, set once the Admin exists (to render refusals).
         self.templates: Any = None
 
-    def _throttle(self) -> LoginThrottle:
-        settings: Settings = self._app.state.settings
-        return LoginThrottle(
-            self._app.state.throttle_store,
-            limit=settings.login_failure_limit,
-            address_limit=settings.login_address_failure_limit,
-            window=settings.login_failure_window_seconds,
-        )
-
     async def _refuse(
         self, request: Request, message: str, status_code: int, headers: dict[str, str]
     ) -> Response:
@@ -130,26 +118,23 @@ class StaffAuthBackend(AuthenticationBackend):
         username, password = form.get("username"), form.get("password")
         if isinstance(username, UploadFile) or isinstance(password, UploadFile):
             return await self._refuse(request, REFUSED, status.HTTP_400_BAD_REQUEST, {})
-        username, password = (username or "").strip(), password or ""
-        address = client_address(request)
-        throttle = self._throttle()
-        try:
-            await throttle.check(username, address)
-        except TooManyRequests as exc:
-            return await self._refuse(
-                request, f"{exc.detail}.", status.HTTP_429_TOO_MANY_REQUESTS, exc.headers
-            )
         async with self._app.state.sessionmaker() as session:
-            user = await get_by_username(session, username)
-            # Always one argon2 verification, whether or not the user exists.
-            ok = await verify_password(password, user.hashed_password if user else None)
-            if not ok or user is None or not user.is_active or not user.is_staff:
-                await throttle.failed(username, address)
+            try:
+                user = await authenticate(
+                    session,
+                    login_throttle(self._app),
+                    username=(username or "").strip(),
+                    password=password or "",
+                    address=client_address(request),
+                    staff_only=True,
+                    via="admin",
+                )
+            except TooManyRequests as exc:
+                return await self._refuse(
+                    request, f"{exc.detail}.", status.HTTP_429_TOO_MANY_REQUESTS, exc.headers
+                )
+            except InvalidCredentials:
                 return await self._refuse(request, REFUSED, status.HTTP_400_BAD_REQUEST, {})
-            await throttle.succeeded(username)
-            record_activity(
-                session, user_id=user.id, action=Action.LOGIN, address=address, via="admin"
-            )
             await session.commit()
         request.session.clear()
         request.session[_SESSION_KEY] = user.id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -35,14 +35,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_throttle(request: Request) -> LoginThrottle:
-    settings: Settings = request.app.state.settings
+def login_throttle(app: Any) -> LoginThrottle:
+    """The failed-login throttle on the app's shared store, with the current limits."""
+    settings: Settings = app.state.settings
     return LoginThrottle(
-        request.app.state.throttle_store,
+        app.state.throttle_store,
         limit=settings.login_failure_limit,
         address_limit=settings.login_address_failure_limit,
         window=settings.login_failure_window_seconds,
     )
+
+
+def get_throttle(request: Request) -> LoginThrottle:
+    return login_throttle(request.app)
 
 
 def get_gateway(request: Request) -> AamarPayClient:

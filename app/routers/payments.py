@@ -179,9 +179,4 @@ async def list_transactions(
     rows, total = await payments.list_transactions(
         session, user_id=user.id, limit=page.limit, offset=page.offset
     )
-    return Page[TransactionRead](
-        items=[TransactionRead.model_validate(r) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page[TransactionRead].of(rows, total, limit=page.limit, offset=page.offset)

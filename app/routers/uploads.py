@@ -113,12 +113,7 @@ async def list_files(
     rows, total = await uploads.list_files(
         session, user_id=user.id, limit=page.limit, offset=page.offset, status=status_filter
     )
-    return Page[FileUploadRead](
-        items=[FileUploadRead.model_validate(r) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page[FileUploadRead].of(rows, total, limit=page.limit, offset=page.offset)
 
 
 @router.get(
@@ -165,9 +160,4 @@ async def list_activity(
     rows, total = await activity.list_activity(
         session, user_id=user.id, limit=page.limit, offset=page.offset
     )
-    return Page[ActivityRead](
-        items=[ActivityRead.model_validate(r) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page[ActivityRead].of(rows, total, limit=page.limit, offset=page.offset)

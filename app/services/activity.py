@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Action, ActivityLog
+from app.services.pagination import newest_first
 
 
 def record_activity(
@@ -21,14 +21,11 @@ def record_activity(
 async def list_activity(
     session: AsyncSession, *, user_id: int, limit: int, offset: int
 ) -> tuple[list[ActivityLog], int]:
-    total = await session.scalar(
-        select(func.count()).select_from(ActivityLog).where(ActivityLog.user_id == user_id)
+    return await newest_first(
+        session,
+        ActivityLog,
+        conditions=[ActivityLog.user_id == user_id],
+        time_column=ActivityLog.timestamp,
+        limit=limit,
+        offset=offset,
     )
-    rows = await session.scalars(
-        select(ActivityLog)
-        .where(ActivityLog.user_id == user_id)
-        .order_by(ActivityLog.timestamp.desc(), ActivityLog.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(rows), int(total or 0)

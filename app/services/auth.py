@@ -20,20 +20,24 @@ async def authenticate(
     username: str,
     password: str,
     address: str,
+    staff_only: bool = False,
+    via: str | None = None,
 ) -> User:
     """The active user with these credentials, else InvalidCredentials (or TooManyRequests).
 
-    An unknown username, a wrong password and an inactive account cost the same argon2
-    verification and give the same answer.
+    An unknown username, a wrong password and an inactive account (or, with `staff_only`, a
+    non-staff one) cost the same argon2 verification, count as the same failed attempt and
+    give the same answer. The `login` activity row is added (not committed).
     """
     await throttle.check(username, address)
     user = await get_by_username(session, username)
     ok = await verify_password(password, user.hashed_password if user else None)
-    if not ok or user is None or not user.is_active:
+    if not ok or user is None or not user.is_active or (staff_only and not user.is_staff):
         await throttle.failed(username, address)
         raise InvalidCredentials()
     await throttle.succeeded(username)
-    record_activity(session, user_id=user.id, action=Action.LOGIN, address=address)
+    extra = {"via": via} if via else {}
+    record_activity(session, user_id=user.id, action=Action.LOGIN, address=address, **extra)
     return user
 
 

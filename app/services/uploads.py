@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from anyio import to_thread
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -26,6 +26,7 @@ from app.errors import NotFound, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus
 from app.services import entitlement, filetypes, storage, wordcount
 from app.services.activity import record_activity
+from app.services.pagination import newest_first
 
 logger = logging.getLogger("app.uploads")
 
@@ -148,15 +149,14 @@ async def list_files(
     conditions = [FileUpload.user_id == user_id]
     if status is not None:
         conditions.append(FileUpload.status == status)
-    total = await session.scalar(select(func.count()).select_from(FileUpload).where(*conditions))
-    rows = await session.scalars(
-        select(FileUpload)
-        .where(*conditions)
-        .order_by(FileUpload.upload_time.desc(), FileUpload.id.desc())
-        .limit(limit)
-        .offset(offset)
+    return await newest_first(
+        session,
+        FileUpload,
+        conditions=conditions,
+        time_column=FileUpload.upload_time,
+        limit=limit,
+        offset=offset,
     )
-    return list(rows), int(total or 0)
 
 
 async def get_own(session: AsyncSession, *, user_id: int, upload_id: int) -> FileUpload:
