@@ -60,8 +60,8 @@ PAYMENT_MESSAGES = {
     "cancelled": ("warning", "You cancelled the payment. Nothing was charged."),
     "pending": (
         "info",
-        "aamarPay has not confirmed the payment yet. We keep checking; "
-        "this page will show it once it is confirmed.",
+        "aamarPay has not confirmed the payment yet. We keep checking in the background; "
+        "reload this page in a minute or two.",
     ),
     "unknown": ("danger", "We could not find that payment."),
 }
