@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(
         f"bench.load {'--quick ' if args.quick else ''}on {platform.node()}: "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}, load average before the run "
+        f"{os.getloadavg()[0]:.2f} (other work on the machine skews the figures)"
     )
     started = time.monotonic()
     try:

@@ -292,7 +292,7 @@ class LoadRun:
         import os
 
         groups["generator"] = [os.getpid()]
-        return CpuMeter(groups)
+        return CpuMeter(groups, per_process=["api"])
 
     async def measure(
         self,
@@ -907,7 +907,7 @@ class LoadRun:
                 cpu_sum[k] = cpu_sum.get(k, 0.0) + v * took
 
             async def healthz(i: int, conn: Connection, r: Recorder) -> None:
-                await timed(r, "callback", conn, "GET", "/healthz")
+                await timed(r, "healthz", conn, "GET", "/healthz")
 
             took, _ = await self.burst(clients, healthz, health)
             health_elapsed += took

@@ -160,22 +160,22 @@ def pids_named(name: str) -> list[int]:
 
 class CpuMeter:
     """CPU seconds used by groups of processes between start() and stop(), as a share of one
-    core over the wall time (1.0 = one core busy; 2.0 = both cores of this machine)."""
+    core over the wall time (1.0 = one core busy; 2.0 = both cores of this machine).
+    `per_process` groups are also reported process by process (`api:1`, `api:2`, ...), which
+    shows how evenly uvicorn's workers share the connections."""
 
-    def __init__(self, groups: dict[str, Iterable[int]]) -> None:
+    def __init__(self, groups: dict[str, Iterable[int]], per_process: Iterable[str] = ()) -> None:
         self.groups = {name: list(pids) for name, pids in groups.items()}
-        self._start: dict[str, float] = {}
+        self.per_process = set(per_process)
+        self._start: dict[tuple[str, int], float] = {}
         self._t0 = 0.0
 
-    def _sample(self) -> dict[str, float]:
+    def _sample(self) -> dict[tuple[str, int], float]:
         out = {}
         for name, pids in self.groups.items():
-            total = 0.0
             for pid in pids:
                 stat = _proc_stat(pid)
-                if stat is not None:
-                    total += stat[1]
-            out[name] = total
+                out[(name, pid)] = stat[1] if stat is not None else 0.0
         return out
 
     def start(self) -> None:
@@ -185,7 +185,18 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         end = self._sample()
-        return {k: (end[k] - self._start.get(k, 0.0)) / elapsed for k in end}
+        totals: dict[str, float] = dict.fromkeys(self.groups, 0.0)
+        detail: dict[str, list[float]] = {}
+        for (name, pid), seconds in end.items():
+            used = max(0.0, seconds - self._start.get((name, pid), seconds)) / elapsed
+            totals[name] += used
+            if name in self.per_process and used > 0.005:
+                detail.setdefault(name, []).append(used)
+        for name, shares in detail.items():
+            if len(shares) > 1:
+                for i, share in enumerate(sorted(shares, reverse=True), 1):
+                    totals[f"{name}:{i}"] = share
+        return totals
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -212,5 +223,13 @@ def row(fig: Figures, label: str | None = None) -> str:
 def cpu_line(fig: Figures) -> str:
     if not fig.cpu:
         return ""
-    parts = " ".join(f"{k} {v * 100:.0f}%" for k, v in fig.cpu.items())
+    shown: list[str] = []
+    for key, value in fig.cpu.items():
+        name, _, index = key.partition(":")
+        if index:
+            continue
+        parts = [v for k, v in fig.cpu.items() if k.startswith(name + ":")]
+        split = f" ({'+'.join(f'{p * 100:.0f}' for p in parts)})" if parts else ""
+        shown.append(f"{name} {value * 100:.0f}%{split}")
+    parts = " ".join(shown)
     return f"  {'':34} cpu (100% = one core): {parts}"
