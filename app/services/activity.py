@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Action, ActivityLog
+from app.services.paging import total_from_page
 
 
 def record_activity(
@@ -21,14 +22,18 @@ def record_activity(
 async def list_activity(
     session: AsyncSession, *, user_id: int, limit: int, offset: int
 ) -> tuple[list[ActivityLog], int]:
-    total = await session.scalar(
-        select(func.count()).select_from(ActivityLog).where(ActivityLog.user_id == user_id)
+    rows = list(
+        await session.scalars(
+            select(ActivityLog)
+            .where(ActivityLog.user_id == user_id)
+            .order_by(ActivityLog.timestamp.desc(), ActivityLog.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
     )
-    rows = await session.scalars(
-        select(ActivityLog)
-        .where(ActivityLog.user_id == user_id)
-        .order_by(ActivityLog.timestamp.desc(), ActivityLog.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(rows), int(total or 0)
+    total = total_from_page(limit=limit, offset=offset, rows=len(rows))
+    if total is None:
+        total = await session.scalar(
+            select(func.count()).select_from(ActivityLog).where(ActivityLog.user_id == user_id)
+        )
+    return rows, int(total or 0)

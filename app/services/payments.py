@@ -36,6 +36,7 @@ from app.errors import PaymentNotVerified as PaymentNotVerifiedError
 from app.models import Action, PaymentStatus, PaymentTransaction, User
 from app.services import aamarpay, entitlement
 from app.services.activity import record_activity
+from app.services.paging import total_from_page
 
 logger = logging.getLogger("app.payments")
 
@@ -477,19 +478,23 @@ async def mark_returned(
 async def list_transactions(
     session: AsyncSession, *, user_id: int, limit: int, offset: int
 ) -> tuple[list[PaymentTransaction], int]:
-    total = await session.scalar(
-        select(func.count())
-        .select_from(PaymentTransaction)
-        .where(PaymentTransaction.user_id == user_id)
+    rows = list(
+        await session.scalars(
+            select(PaymentTransaction)
+            .where(PaymentTransaction.user_id == user_id)
+            .order_by(PaymentTransaction.timestamp.desc(), PaymentTransaction.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
     )
-    rows = await session.scalars(
-        select(PaymentTransaction)
-        .where(PaymentTransaction.user_id == user_id)
-        .order_by(PaymentTransaction.timestamp.desc(), PaymentTransaction.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(rows), int(total or 0)
+    total = total_from_page(limit=limit, offset=offset, rows=len(rows))
+    if total is None:
+        total = await session.scalar(
+            select(func.count())
+            .select_from(PaymentTransaction)
+            .where(PaymentTransaction.user_id == user_id)
+        )
+    return rows, int(total or 0)
 
 
 async def stale_pending_ids(

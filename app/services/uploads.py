@@ -26,6 +26,7 @@ from app.errors import NotFound, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus
 from app.services import entitlement, filetypes, storage, wordcount
 from app.services.activity import record_activity
+from app.services.paging import total_from_page
 
 logger = logging.getLogger("app.uploads")
 
@@ -147,15 +148,21 @@ async def list_files(
     conditions = [FileUpload.user_id == user_id]
     if status is not None:
         conditions.append(FileUpload.status == status)
-    total = await session.scalar(select(func.count()).select_from(FileUpload).where(*conditions))
-    rows = await session.scalars(
-        select(FileUpload)
-        .where(*conditions)
-        .order_by(FileUpload.upload_time.desc(), FileUpload.id.desc())
-        .limit(limit)
-        .offset(offset)
+    rows = list(
+        await session.scalars(
+            select(FileUpload)
+            .where(*conditions)
+            .order_by(FileUpload.upload_time.desc(), FileUpload.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
     )
-    return list(rows), int(total or 0)
+    total = total_from_page(limit=limit, offset=offset, rows=len(rows))
+    if total is None:
+        total = await session.scalar(
+            select(func.count()).select_from(FileUpload).where(*conditions)
+        )
+    return rows, int(total or 0)
 
 
 async def get_own(session: AsyncSession, *, user_id: int, upload_id: int) -> FileUpload:
