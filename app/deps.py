@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import csrf
 from app.config import Settings
 from app.db import session_scope
-from app.errors import NotAuthenticated
+from app.errors import InvalidToken, NotAuthenticated
 from app.models import User
+from app.security import decode_access_token
 from app.services.aamarpay import AamarPayClient
 from app.services.auth import user_from_token
 from app.services.payments import gateway_for
@@ -68,6 +69,16 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 
 
+def _request_token(request: Request, bearer: str | None) -> tuple[str, bool]:
+    """(token, came from the cookie): the bearer header first, then the session cookie."""
+    if bearer:
+        return bearer, False
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise NotAuthenticated()
+    return token, True
+
+
 async def get_current_user(
     request: Request,
     session: SessionDep,
@@ -76,18 +87,33 @@ async def get_current_user(
 ) -> User:
     """The bearer header first, then the browser session cookie. A cookie-authenticated
     state-changing request must also carry the CSRF token (`X-CSRF-Token`)."""
-    if bearer:
-        return await user_from_token(session, bearer, settings)
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        raise NotAuthenticated()
+    token, from_cookie = _request_token(request, bearer)
     user = await user_from_token(session, token, settings)
-    if request.method not in csrf.SAFE_METHODS:
+    if from_cookie and request.method not in csrf.SAFE_METHODS:
         csrf.check(request, settings, None)
     return user
 
 
+async def get_token_user_id(
+    request: Request,
+    settings: SettingsDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+) -> int:
+    """The id of the user a valid token names, without asking the database. For read-only
+    routes whose own query checks, in the same round trip, that this user still exists and
+    is active (then answering InvalidToken as get_current_user does)."""
+    token, from_cookie = _request_token(request, bearer)
+    payload = decode_access_token(token, secret_key=settings.secret_key)
+    if payload is None:
+        raise InvalidToken()
+    if from_cookie and request.method not in csrf.SAFE_METHODS:
+        csrf.check(request, settings, None)
+    return payload.user_id
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+#: Token checked, user not loaded: see get_token_user_id.
+TokenUserId = Annotated[int, Depends(get_token_user_id)]
 
 
 @dataclass(frozen=True)
