@@ -92,6 +92,12 @@ def create_engine(settings: Settings, url: str | None = None, **overrides: Any) 
             "isolation_level": "READ COMMITTED",
             # Checked only after an idle spell: see PING_AFTER_IDLE_SECONDS.
             "pool_pre_ping": False,
+            # Every connection reaches the pool through Session/Connection.close(), which has
+            # already ended its transaction (rollback, or the commit before it); the pool's own
+            # rollback-on-return would send a second ROLLBACK per request (one after every
+            # commit). In asyncio a connection never returns to the pool through the garbage
+            # collector, where that reset would matter: it is discarded instead.
+            "pool_reset_on_return": None,
             "pool_recycle": settings.db_pool_recycle_seconds,
             "pool_size": settings.db_pool_size,
             "max_overflow": settings.db_max_overflow,
