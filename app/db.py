@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.config import Settings
+from app.fairpool import FairAsyncAdaptedQueuePool
 
 
 def normalise_url(raw: str) -> URL:
@@ -102,6 +103,8 @@ def create_engine(settings: Settings, url: str | None = None, **overrides: Any) 
             "pool_size": settings.db_pool_size,
             "max_overflow": settings.db_max_overflow,
             "pool_timeout": 30,
+            # Waiting requests get connections in arrival order (see app.fairpool).
+            "poolclass": FairAsyncAdaptedQueuePool,
         }
     kwargs.update(overrides)
     engine = create_async_engine(db_url, **kwargs)
