@@ -292,7 +292,7 @@ class LoadRun:
         import os
 
         groups["generator"] = [os.getpid()]
-        return CpuMeter(groups, per_process=["api"])
+        return CpuMeter(groups, per_process=["api", "worker"])
 
     async def measure(
         self,
