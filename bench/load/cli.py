@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="extra environment for the app processes (tuning), repeatable",
     )
+    p.add_argument(
+        "--worker-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `celery worker` (tuning), repeatable",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here (JSON)")
     return p
 
@@ -138,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_workers=args.api_workers,
         worker_concurrency=args.worker_concurrency,
         env=extra,
+        worker_args=list(args.worker_arg),
     )
     _say(
         f"bench.load {'--quick ' if args.quick else ''}on {platform.node()}: "
@@ -170,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "api_workers": config.api_workers,
                     "worker_concurrency": config.worker_concurrency,
                     "env": extra,
+                    "worker_args": config.worker_args,
                 },
                 "sections": [
                     {

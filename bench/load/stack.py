@@ -88,6 +88,8 @@ class StackConfig:
     worker_concurrency: int = 2
     #: Extra environment for the app processes (tuning knobs).
     env: dict[str, str] = field(default_factory=dict)
+    #: Extra command-line arguments for `celery worker` (e.g. --prefetch-multiplier=4).
+    worker_args: list[str] = field(default_factory=list)
     #: Keep the logs folder when the run fails (printed).
     keep_logs_on_failure: bool = True
 
@@ -451,6 +453,7 @@ class Stack:
                 str(concurrency),
                 "--without-gossip",
                 "--without-mingle",
+                *self.config.worker_args,
             ],
         )
         self.worker_concurrency = concurrency
