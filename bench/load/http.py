@@ -196,15 +196,15 @@ def multipart(
     return f"multipart/form-data; boundary={boundary}", body
 
 
-async def open_all(conns: Iterable[Connection], parallel: int = 64) -> None:
-    """Connect many connections before a measurement starts (not timed)."""
-    semaphore = asyncio.Semaphore(parallel)
-
-    async def one(conn: Connection) -> None:
-        async with semaphore:
-            await conn.connect()
-
-    await asyncio.gather(*(one(c) for c in conns))
+async def open_all(conns: Iterable[Connection], *, stagger: float = 0.001) -> None:
+    """Connect before a measurement starts (not timed), one connection every `stagger`
+    seconds, as users arriving do. Opened all in the same instant, keep-alive connections
+    land on whichever uvicorn worker wakes first and stay there: in a trial, all 50 upload
+    clients on one of the two workers, the other idle for the whole scenario."""
+    for conn in conns:
+        await conn.connect()
+        if stagger:
+            await asyncio.sleep(stagger)
 
 
 async def close_all(conns: Iterable[Connection]) -> None:
