@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test simulator lint bench check clean
+.PHONY: run demo test simulator lint bench load check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+## load: the load test against a local production-like stack (MariaDB + Redis on 127.0.0.1; README "Performance")
+load: $(STAMP)
+	$(PY) -m bench.load
 
 check: $(STAMP)
 	$(PY) -m app check
