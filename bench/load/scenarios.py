@@ -342,6 +342,13 @@ class LoadRun:
         self.results.sections.append(section)
         return section
 
+    def ratio(self, section: Section, what: str, fig: Figures, health: Figures) -> None:
+        """The load's throughput as a share of /healthz's under the same load."""
+        value = fig.rps / health.rps if health.rps else math.nan
+        line = f"  {'':34} {what}/healthz throughput: {value:.2f}"
+        section.lines.append(line)
+        self.out(line)
+
     def add(self, section: Section, label: str, fig: Figures) -> None:
         from bench.load.stats import cpu_line, row
 
@@ -575,10 +582,7 @@ class LoadRun:
             files = await self.get_load("/api/files/", clients, tokens)
             self.add(section, f"GET /api/files/ @{clients}", files)
             self.add(section, f"GET /healthz @{clients} (same load)", health)
-            ratio = files.rps / health.rps if health.rps else math.nan
-            line = f"  {'':34} files/healthz throughput: {ratio:.2f}"
-            section.lines.append(line)
-            self.out(line)
+            self.ratio(section, "files", files, health)
 
     async def get_load(self, path: str, clients: int, tokens: list[str]) -> Figures:
         plan = self.plan
@@ -651,6 +655,7 @@ class LoadRun:
         from bench.load.stats import HEADER
 
         self.out(HEADER)
+        bursts: list[Figures] = []
         for workers in plan.worker_counts:
             await asyncio.to_thread(self.stack.start_worker, workers)
             await self.warm_worker(workers)
@@ -660,8 +665,11 @@ class LoadRun:
             self.add(section, f"  -> completed, files/s ({label})", completed)
             paced = await self.upload_paced(clients)
             self.add(section, f"upload->completed paced ({label})", paced)
+            bursts.append(burst)
         health = await self.healthz_closed_loop(clients, plan.upload_paced_seconds)
         self.add(section, f"GET /healthz @{clients} (same load)", health)
+        for burst in bursts:
+            self.ratio(section, "uploads", burst, health)
 
     async def warm_worker(self, workers: int) -> None:
         """A few uploads so that every pool process has its engine and loop."""
@@ -704,7 +712,9 @@ class LoadRun:
         fig = rec.figures("upload", clients, elapsed)
         fig.cpu = cpu
         latencies = sorted(
-            (done[k][1].timestamp() - t) for k, t in sent.items() if k in done and done[k][1]
+            finished.timestamp() - t
+            for k, t in sent.items()
+            if (finished := done.get(k, ("", None))[1]) is not None
         )
         completed = self.latency_figures("completed", clients, latencies)
         if sent and done:
@@ -860,6 +870,7 @@ class LoadRun:
             self.add(section, f"  {kind}", rec.figures(kind, clients, elapsed))
         health = await self.healthz_closed_loop(clients, plan.dashboard_seconds)
         self.add(section, f"GET /healthz @{clients} (same load)", health)
+        self.ratio(section, "session", all_fig, health)
 
     # --- scenario 4: duplicate payment callbacks ---------------------------------------
 
@@ -917,11 +928,9 @@ class LoadRun:
         fig = rec.figures("callback", clients, elapsed)
         fig.cpu = {k: v / elapsed for k, v in cpu_sum.items()} if elapsed else {}
         self.add(section, "GET|POST /api/payment/success/", fig)
-        self.add(
-            section,
-            f"GET /healthz @{clients} (same load)",
-            health.figures("healthz", clients, health_elapsed),
-        )
+        health_fig = health.figures("healthz", clients, health_elapsed)
+        self.add(section, f"GET /healthz @{clients} (same load)", health_fig)
+        self.ratio(section, "callbacks", fig, health_fig)
 
     async def burst(
         self,

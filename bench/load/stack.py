@@ -300,7 +300,9 @@ class Stack:
                 if self.config.flush_redis:
                     client.flushdb()
                 else:
-                    self._redis_keys_before[url] = set(client.keys("*"))
+                    self._redis_keys_before[url] = {
+                        k if isinstance(k, bytes) else k.encode() for k in client.keys("*")
+                    }
             finally:
                 client.close()
 
@@ -319,7 +321,10 @@ class Stack:
                         before = self._redis_keys_before.get(url, set())
                         added = [
                             k
-                            for k in set(client.keys("*")) - before
+                            for k in {
+                                k if isinstance(k, bytes) else k.encode() for k in client.keys("*")
+                            }
+                            - before
                             if not k.startswith(b"_kombu.binding")
                         ]
                         if added:

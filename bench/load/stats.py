@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +164,9 @@ class CpuMeter:
     `per_process` groups are also reported process by process (`api:1`, `api:2`, ...), which
     shows how evenly uvicorn's workers share the connections."""
 
-    def __init__(self, groups: dict[str, Iterable[int]], per_process: Iterable[str] = ()) -> None:
+    def __init__(
+        self, groups: Mapping[str, Iterable[int]], per_process: Iterable[str] = ()
+    ) -> None:
         self.groups = {name: list(pids) for name, pids in groups.items()}
         self.per_process = set(per_process)
         self._start: dict[tuple[str, int], float] = {}
@@ -228,8 +230,7 @@ def cpu_line(fig: Figures) -> str:
         name, _, index = key.partition(":")
         if index:
             continue
-        parts = [v for k, v in fig.cpu.items() if k.startswith(name + ":")]
-        split = f" ({'+'.join(f'{p * 100:.0f}' for p in parts)})" if parts else ""
+        shares = [v for k, v in fig.cpu.items() if k.startswith(name + ":")]
+        split = f" ({'+'.join(f'{p * 100:.0f}' for p in shares)})" if shares else ""
         shown.append(f"{name} {value * 100:.0f}%{split}")
-    parts = " ".join(shown)
-    return f"  {'':34} cpu (100% = one core): {parts}"
+    return f"  {'':34} cpu (100% = one core): {' '.join(shown)}"
