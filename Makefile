@@ -43,7 +43,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-## load: the whole service under concurrent users (needs MariaDB and Redis; see README)
+## load: the load test against a local production-like stack (MariaDB + Redis on 127.0.0.1; README "Performance")
 load: $(STAMP)
 	$(PY) -m bench.load
 

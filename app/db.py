@@ -7,12 +7,14 @@ One engine per process (the API builds it in its lifespan, the worker after the 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.config import Settings
+from app.fairpool import FairAsyncAdaptedQueuePool
 
 
 def normalise_url(raw: str) -> URL:
@@ -47,6 +50,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+#: A pooled MySQL connection that sat idle longer than this is pinged before it is handed
+#: out. SQLAlchemy's `pool_pre_ping` pings on every checkout, one extra round trip per
+#: request; under load connections come back within milliseconds, so only the ones that
+#: idled long enough to have been cut (server restart, wait_timeout) are checked. A
+#: connection that dies while busy fails its query, and SQLAlchemy then invalidates the
+#: whole pool, as it does with pre-ping.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+    dialect = sync_engine.dialect
+
+    def on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get("checked_in_at")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool drops this connection and hands out a fresh one.
+            raise DisconnectionError("pooled connection is gone") from exc
+
+    event.listen(sync_engine, "checkin", on_checkin)
+    event.listen(sync_engine, "checkout", on_checkout)
+
+
 def create_engine(settings: Settings, url: str | None = None, **overrides: Any) -> AsyncEngine:
     """Build the async engine for `DATABASE_URL` (or `url`), tuned per dialect."""
     db_url = normalise_url(url or settings.database_url)
@@ -58,16 +91,27 @@ def create_engine(settings: Settings, url: str | None = None, **overrides: Any) 
             # Each statement sees what others have committed (as Django does on MySQL): after
             # losing a conditional UPDATE, the re-read must see the winner's row.
             "isolation_level": "READ COMMITTED",
-            "pool_pre_ping": True,
+            # Checked only after an idle spell: see PING_AFTER_IDLE_SECONDS.
+            "pool_pre_ping": False,
+            # Every connection reaches the pool through Session/Connection.close(), which has
+            # already ended its transaction (rollback, or the commit before it); the pool's own
+            # rollback-on-return would send a second ROLLBACK per request (one after every
+            # commit). In asyncio a connection never returns to the pool through the garbage
+            # collector, where that reset would matter: it is discarded instead.
+            "pool_reset_on_return": None,
             "pool_recycle": settings.db_pool_recycle_seconds,
             "pool_size": settings.db_pool_size,
             "max_overflow": settings.db_max_overflow,
             "pool_timeout": 30,
+            # Waiting requests get connections in arrival order (see app.fairpool).
+            "poolclass": FairAsyncAdaptedQueuePool,
         }
     kwargs.update(overrides)
     engine = create_async_engine(db_url, **kwargs)
     if db_url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    elif not kwargs["pool_pre_ping"]:
+        _ping_idle_connections(engine)
     return engine
 
 

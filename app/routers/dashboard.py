@@ -26,7 +26,7 @@ from app.deps import (
     SessionDep,
     SettingsDep,
     client_address,
-    get_throttle,
+    login_throttle,
 )
 from app.errors import AppError, InvalidToken, TooManyRequests
 from app.models import User
@@ -207,7 +207,7 @@ async def login_submit(request: Request, session: SessionDep, settings: Settings
         csrf.check(request, settings, form.get(csrf.CSRF_FIELD))
         user = await auth.authenticate(
             session,
-            get_throttle(request),
+            login_throttle(request.app),
             username=username,
             password=form.get("password", ""),
             address=client_address(request),

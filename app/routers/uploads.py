@@ -11,10 +11,11 @@ from fastapi.responses import FileResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.deps import CurrentUser, PaginationDep, SessionDep, SettingsDep
+from app.deps import CurrentUser, PaginationDep, SessionDep, SettingsDep, TokenUserId
 from app.errors import (
     FileTooLarge,
     InvalidInput,
+    InvalidToken,
     NotAuthenticated,
     NotFound,
     PaymentRequired,
@@ -104,15 +105,18 @@ async def upload_file(
 
 @router.get("/files/", response_model=Page[FileUploadRead], responses=responses(NotAuthenticated))
 async def list_files(
-    user: CurrentUser,
+    user_id: TokenUserId,
     session: SessionDep,
     page: PaginationDep,
     status_filter: Annotated[UploadStatus | None, Query(alias="status")] = None,
 ) -> Page[FileUploadRead]:
     """Your uploads, newest first; `?status=processing|completed|failed` filters."""
-    rows, total = await uploads.list_files(
-        session, user_id=user.id, limit=page.limit, offset=page.offset, status=status_filter
+    found = await uploads.list_files_of_active_user(
+        session, user_id=user_id, limit=page.limit, offset=page.offset, status=status_filter
     )
+    if found is None:
+        raise InvalidToken()
+    rows, total = found
     return Page[FileUploadRead].of(rows, total, limit=page.limit, offset=page.offset)
 
 

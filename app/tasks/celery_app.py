@@ -14,6 +14,8 @@ from app.config import Settings, get_settings
 from app.logging import configure_logging, get_request_id, set_request_id
 
 TASK_MODULES = ["app.tasks.payments", "app.tasks.wordcount"]
+#: How often the embedded (filesystem) broker looks for work when idle.
+EMBEDDED_POLLING_INTERVAL_SECONDS = 0.05
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -27,8 +29,10 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(folder / "processed"),
             "control_folder": str(folder / "control"),
             "store_processed": False,
-            # The filesystem transport polls its folder: often enough that a job starts fast.
-            "polling_interval": 0.2,
+            # kombu sleeps this long whenever it finds nothing it may take, and with
+            # prefetch 1 + late ack it finds nothing until the running job is acknowledged:
+            # at the default 1 s a worker process ran one job per second at most.
+            "polling_interval": EMBEDDED_POLLING_INTERVAL_SECONDS,
         }
     # Redis: an unacknowledged message (worker killed mid-task) is redelivered once it is
     # this old; workers sweep for such messages at start and every `unacked_restore_interval`.

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.models import ActivityLog, FileUpload
+from app.models import ActivityLog, FileUpload, User
 from tests.support import Account, SettingsOverride, UserFactory, assert_error, grant_payment
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -361,6 +361,31 @@ async def test_files_list_is_own_newest_first_filtered_and_paginated(
         await client.get("/api/files/", params={"status": "bogus"}, headers=alice.headers),
         422,
         "validation_error",
+    )
+
+
+async def test_files_list_empty_pages_and_a_deactivated_user(
+    client: AsyncClient, user_factory: UserFactory, db: Sessions
+) -> None:
+    """The list checks the user in the same query as the page: an active user with nothing
+    (or nothing this far) gets an empty page with the right total; a deactivated one, 401."""
+    carol = await user_factory.create()
+    empty = (await client.get("/api/files/", headers=carol.headers)).json()
+    assert (empty["items"], empty["total"]) == ([], 0)
+    await grant_payment(db, carol.id)
+    await upload(client, carol, "c.txt", b"one two")
+    past = (await client.get("/api/files/", params={"offset": 5}, headers=carol.headers)).json()
+    assert (past["items"], past["total"], past["offset"]) == ([], 1, 5)
+    async with db() as session:
+        user = await session.get(User, carol.id)
+        assert user is not None
+        user.is_active = False
+        await session.commit()
+    assert_error(await client.get("/api/files/", headers=carol.headers), 401, "invalid_token")
+    assert_error(
+        await client.get("/api/files/", headers={"Authorization": "Bearer nonsense"}),
+        401,
+        "invalid_token",
     )
 
 
