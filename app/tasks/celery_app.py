@@ -14,6 +14,8 @@ from app.config import Settings, get_settings
 from app.logging import configure_logging, get_request_id, set_request_id
 
 TASK_MODULES = ["app.tasks.payments", "app.tasks.wordcount"]
+#: kombu's filesystem transport, writing each message whole before it can be taken.
+EMBEDDED_TRANSPORT = "app.tasks.fsbroker:Transport"
 #: How often the embedded (filesystem) broker looks for work when idle.
 EMBEDDED_POLLING_INTERVAL_SECONDS = 0.05
 
@@ -49,6 +51,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
     celery = Celery("wordcount", include=TASK_MODULES)
     celery.conf.update(
         broker_url=settings.broker_url,
+        # The embedded broker's messages are renamed into place whole (app.tasks.fsbroker).
+        broker_transport=EMBEDDED_TRANSPORT if settings.uses_embedded_broker else None,
         result_backend=settings.celery_result_backend,
         task_ignore_result=settings.celery_result_backend is None,
         broker_transport_options=_transport_options(settings),

@@ -655,7 +655,7 @@ class LoadRun:
         from bench.load.stats import HEADER
 
         self.out(HEADER)
-        bursts: list[Figures] = []
+        bursts: list[tuple[str, Figures]] = []
         for workers in plan.worker_counts:
             await asyncio.to_thread(self.stack.start_worker, workers)
             await self.warm_worker(workers)
@@ -665,11 +665,11 @@ class LoadRun:
             self.add(section, f"  -> completed, files/s ({label})", completed)
             paced = await self.upload_paced(clients)
             self.add(section, f"upload->completed paced ({label})", paced)
-            bursts.append(burst)
+            bursts.append((label, burst))
         health = await self.healthz_closed_loop(clients, plan.upload_paced_seconds)
         self.add(section, f"GET /healthz @{clients} (same load)", health)
-        for burst in bursts:
-            self.ratio(section, "uploads", burst, health)
+        for label, burst in bursts:
+            self.ratio(section, f"uploads ({label})", burst, health)
 
     async def warm_worker(self, workers: int) -> None:
         """A few uploads so that every pool process has its engine and loop."""
