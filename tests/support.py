@@ -57,32 +57,58 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(factory())).result()
 
 
+def _server_url(parsed: URL) -> URL:
+    """The same server with no database selected (`URL.set(database=None)` keeps it)."""
+    return URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        query=parsed.query,
+    )
+
+
+def _database_name(parsed: URL) -> str:
+    name = parsed.database
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"refusing to touch database {name!r}")
+    return name
+
+
 def recreate_database(url: str) -> None:
+    """A fresh, empty database (SQLite: the file removed)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             for suffix in ("", "-wal", "-shm"):
                 Path(parsed.database + suffix).unlink(missing_ok=True)
         return
-    name = parsed.database
-    if not name or not name.replace("_", "").isalnum():
-        raise ValueError(f"refusing to recreate database {name!r}")
+    name = _database_name(parsed)
 
     async def _go() -> None:
-        server = URL.create(
-            parsed.drivername,
-            username=parsed.username,
-            password=parsed.password,
-            host=parsed.host,
-            port=parsed.port,
-            query=parsed.query,
-        )
-        engine = create_async_engine(server)
+        engine = create_async_engine(_server_url(parsed))
         async with engine.connect() as conn:
             await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
             await conn.execute(
                 text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
             )
+        await engine.dispose()
+
+    run_async(_go)
+
+
+def drop_database(url: str) -> None:
+    """Remove a MariaDB/MySQL test database (no-op for SQLite: its folder goes)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return
+    name = _database_name(parsed)
+
+    async def _go() -> None:
+        engine = create_async_engine(_server_url(parsed))
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         await engine.dispose()
 
     run_async(_go)

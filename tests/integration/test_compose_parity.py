@@ -21,9 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import deploy, support
 from tests.deploy import ComposeProject, NativeLayout, NativeStack
@@ -47,21 +45,6 @@ def workdir() -> Iterator[Path]:
         yield Path(folder)
 
 
-def _drop_database(url: str) -> None:
-    parsed = make_url(url)
-    name = parsed.database
-    assert name is not None
-    assert name.replace("_", "").isalnum(), name
-
-    async def drop() -> None:
-        engine = create_async_engine(parsed.set(database=None))
-        async with engine.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await engine.dispose()
-
-    support.run_async(drop)
-
-
 @pytest.fixture
 def parity_database(database_url: str, workdir: Path) -> Iterator[str]:
     """A database of its own, next to the suite's (MariaDB) or a SQLite file."""
@@ -74,7 +57,7 @@ def parity_database(database_url: str, workdir: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        _drop_database(url)
+        support.drop_database(url)
 
 
 @pytest.fixture

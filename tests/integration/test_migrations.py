@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support import alembic, recreate_database
+from tests.support import alembic, drop_database, recreate_database
 
 
 @pytest.fixture
-def scratch_url(database_url: str, run_dir: object) -> str:
+def scratch_url(database_url: str, run_dir: object) -> Iterator[str]:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         scratch = url.set(database=str(make_url(database_url).database) + ".migrations")
@@ -17,7 +19,8 @@ def scratch_url(database_url: str, run_dir: object) -> str:
         scratch = url.set(database=f"{url.database}_migrations")
     rendered = scratch.render_as_string(hide_password=False)
     recreate_database(rendered)
-    return rendered
+    yield rendered
+    drop_database(rendered)
 
 
 def test_upgrade_downgrade_upgrade_and_no_drift(scratch_url: str) -> None:
