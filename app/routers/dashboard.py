@@ -318,9 +318,12 @@ async def dashboard(
     if user is None:
         return redirect("/login")
     allowance = await entitlement.allowance(session, user.id, settings)
-    files, files_total = await uploads.list_files(
+    found = await uploads.list_files_of_active_user(
         session, user_id=user.id, limit=PAGE_SIZE, offset=(files_page - 1) * PAGE_SIZE
     )
+    if found is None:
+        return redirect("/login")
+    files, files_total = found
     events, events_total = await activity.list_activity(
         session, user_id=user.id, limit=PAGE_SIZE, offset=(activity_page - 1) * PAGE_SIZE
     )

@@ -27,7 +27,6 @@ from app.errors import NotFound, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus, User
 from app.services import entitlement, filetypes, storage, wordcount
 from app.services.activity import record_activity
-from app.services.pagination import newest_first
 
 logger = logging.getLogger("app.uploads")
 
@@ -137,27 +136,6 @@ async def mark_not_queued(session: AsyncSession, upload_id: int) -> None:
 
 
 # --- reading -------------------------------------------------------------------------------
-
-
-async def list_files(
-    session: AsyncSession,
-    *,
-    user_id: int,
-    limit: int,
-    offset: int,
-    status: UploadStatus | None = None,
-) -> tuple[list[FileUpload], int]:
-    conditions = [FileUpload.user_id == user_id]
-    if status is not None:
-        conditions.append(FileUpload.status == status)
-    return await newest_first(
-        session,
-        FileUpload,
-        conditions=conditions,
-        time_column=FileUpload.upload_time,
-        limit=limit,
-        offset=offset,
-    )
 
 
 def _files_page_statement(with_status: bool) -> Select[Any]:
