@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     uploads_per_payment: int = Field(default=0, ge=0)
 
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    #: How long an API process may answer `GET /api/files/` from memory (needs Redis, which
+    #: carries the change announcements; 0 turns the cache off). See app/services/filecache.py.
+    file_list_cache_seconds: float = Field(default=5.0, ge=0)
 
     reconcile_interval_seconds: int = Field(default=60, ge=1)
     stuck_after_seconds: int = Field(default=300, ge=1)

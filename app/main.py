@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -20,7 +22,9 @@ from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.logging import RequestIdMiddleware, configure_logging
 from app.routers import auth, dashboard, health, payments, uploads
+from app.services import filecache
 from app.services.aamarpay import make_http_client
+from app.services.filecache import FileChanges, FilePageCache
 from app.services.throttle import MemoryStore, RedisStore
 
 logger = logging.getLogger("app")
@@ -52,6 +56,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
     )
     app.state.throttle_store = RedisStore(shared_redis) if shared_redis else MemoryStore()
+    file_pages = FilePageCache(settings.file_list_cache_seconds)
+    app.state.file_pages = file_pages
+    app.state.file_changes = FileChanges(shared_redis, file_pages)
+    # The change feed needs a connection of its own, without a read timeout (it waits).
+    feed_redis = (
+        Redis.from_url(shared_url, socket_connect_timeout=2, socket_keepalive=True)
+        if shared_url and file_pages.ttl > 0
+        else None
+    )
+    feed = asyncio.create_task(filecache.listen(feed_redis, file_pages)) if feed_redis else None
     logger.info("startup", extra={"database": engine.url.get_backend_name()})
     # Everything loaded so far (modules, routes, models, pydantic schemas: ~150k objects)
     # lives as long as the process: move it out of the collector's reach, or every full
@@ -60,7 +74,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for client in {id(c): c for c in (shared_redis, broker_redis) if c}.values():
+        if feed is not None:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed
+        for client in {id(c): c for c in (shared_redis, broker_redis, feed_redis) if c}.values():
             await client.aclose()
         await app.state.http.aclose()
         await engine.dispose()

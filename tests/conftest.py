@@ -113,6 +113,7 @@ async def clean_state(
             await session.execute(delete(model))
         await session.commit()
     await support.clear_throttle(settings)
+    await support.forget_file_pages(settings)
     if settings.media_root.exists():
         for child in settings.media_root.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()

@@ -162,6 +162,22 @@ async def clear_throttle(settings: Any) -> None:
         await client.aclose()
 
 
+async def forget_file_pages(settings: Any) -> None:
+    """Rows were deleted behind the app's back: every API process drops its cached pages."""
+    from redis.asyncio import Redis
+
+    from app.services.filecache import CHANNEL, EVERYONE
+
+    url = settings.shared_redis_url
+    if not url:
+        return
+    client = Redis.from_url(url)
+    try:
+        await client.publish(CHANNEL, EVERYONE)
+    finally:
+        await client.aclose()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

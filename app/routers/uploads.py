@@ -7,10 +7,11 @@ from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.db import session_scope
 from app.deps import CurrentUser, PaginationDep, SessionDep, SettingsDep, TokenUserId
 from app.errors import (
     FileTooLarge,
@@ -26,6 +27,7 @@ from app.models import UploadStatus
 from app.schemas.common import Page
 from app.schemas.uploads import ActivityRead, FileUploadRead
 from app.services import activity, entitlement, storage, uploads
+from app.services.filecache import FilePageCache
 from app.tasks.wordcount import enqueue_count
 
 logger = logging.getLogger("app.uploads")
@@ -76,6 +78,7 @@ async def receive_and_accept(
     except BaseException:
         uploads.discard_stored(upload, settings)
         raise
+    await request.app.state.file_changes.announce(user_id)
     # Only now, with the row committed, may a worker see the job.
     try:
         await to_thread.run_sync(enqueue_count, upload.id)
@@ -105,19 +108,27 @@ async def upload_file(
 
 @router.get("/files/", response_model=Page[FileUploadRead], responses=responses(NotAuthenticated))
 async def list_files(
+    request: Request,
     user_id: TokenUserId,
-    session: SessionDep,
     page: PaginationDep,
     status_filter: Annotated[UploadStatus | None, Query(alias="status")] = None,
-) -> Page[FileUploadRead]:
+) -> Response:
     """Your uploads, newest first; `?status=processing|completed|failed` filters."""
-    found = await uploads.list_files_of_active_user(
-        session, user_id=user_id, limit=page.limit, offset=page.offset, status=status_filter
-    )
-    if found is None:
-        raise InvalidToken()
-    rows, total = found
-    return Page[FileUploadRead].of(rows, total, limit=page.limit, offset=page.offset)
+    cache: FilePageCache = request.app.state.file_pages
+
+    async def load() -> bytes:
+        async for session in session_scope(request.app.state.sessionmaker):
+            found = await uploads.list_files_of_active_user(
+                session, user_id=user_id, limit=page.limit, offset=page.offset, status=status_filter
+            )
+        if found is None:
+            raise InvalidToken()
+        rows, total = found
+        listing = Page[FileUploadRead].of(rows, total, limit=page.limit, offset=page.offset)
+        return listing.model_dump_json().encode()
+
+    body = await cache.fetch((user_id, page.limit, page.offset, status_filter), load)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -27,6 +27,7 @@ from app.errors import NotFound, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus, User
 from app.services import entitlement, filetypes, storage, wordcount
 from app.services.activity import record_activity
+from app.services.filecache import FileChanges
 
 logger = logging.getLogger("app.uploads")
 
@@ -270,18 +271,23 @@ async def _finish(
     return True
 
 
-async def process_upload(session: AsyncSession, upload_id: int, settings: Settings) -> JobResult:
+async def process_upload(
+    session: AsyncSession,
+    upload_id: int,
+    settings: Settings,
+    changes: FileChanges | None = None,
+) -> JobResult:
     """Count the words of one upload. Idempotent: a settled upload is left alone.
 
     A corrupt or unreadable file ends `failed` (with `error`); storage that is not there at
     all raises TransientError so the job is retried; a job that keeps dying mid-way is given
-    up after MAX_ATTEMPTS starts.
+    up after MAX_ATTEMPTS starts. The settled upload is announced on `changes`.
     """
     upload = await _claim(session, upload_id)
     if upload is None:
         return JobResult("skipped")
     try:
-        return await _count(session, upload, settings)
+        result = await _count(session, upload, settings)
     except TransientError:
         # A retry is not a new attempt: give the start back (best effort).
         await session.rollback()
@@ -293,6 +299,9 @@ async def process_upload(session: AsyncSession, upload_id: int, settings: Settin
         )
         await session.commit()
         raise
+    if changes is not None:
+        await changes.announce(upload.user_id)
+    return result
 
 
 async def _count(session: AsyncSession, upload: FileUpload, settings: Settings) -> JobResult:

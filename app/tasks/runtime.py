@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 
 import httpx
 from celery import signals
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.services.aamarpay import make_http_client
+from app.services.filecache import FileChanges
 
 T = TypeVar("T")
 
@@ -32,6 +34,9 @@ class WorkerRuntime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
+    #: Announces settled uploads to the API processes' file-list caches (None without Redis).
+    redis: Redis | None
+    changes: FileChanges
 
 
 _runtime: WorkerRuntime | None = None
@@ -48,6 +53,11 @@ def get_runtime() -> WorkerRuntime:
             if not settings.is_sqlite
             else create_engine(settings)
         )
+        redis = (
+            Redis.from_url(settings.shared_redis_url, socket_timeout=2, socket_connect_timeout=2)
+            if settings.shared_redis_url
+            else None
+        )
         _runtime = WorkerRuntime(
             pid=os.getpid(),
             loop=loop,
@@ -57,6 +67,8 @@ def get_runtime() -> WorkerRuntime:
             http=make_http_client(
                 settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
             ),
+            redis=redis,
+            changes=FileChanges(redis),
         )
     return _runtime
 
@@ -70,6 +82,8 @@ def _dispose(**_: Any) -> None:
     global _runtime
     if _runtime is not None and _runtime.pid == os.getpid():
         _runtime.loop.run_until_complete(_runtime.http.aclose())
+        if _runtime.redis is not None:
+            _runtime.loop.run_until_complete(_runtime.redis.aclose())
         _runtime.loop.run_until_complete(_runtime.engine.dispose())
         _runtime.loop.close()
         _runtime = None

@@ -37,7 +37,7 @@ TRANSIENT = (uploads.TransientError, OperationalError, DBAPIError, ConnectionErr
 def count_words(self: object, upload_id: int) -> str:
     async def job(rt: WorkerRuntime) -> str:
         async with rt.sessionmaker() as session:
-            result = await uploads.process_upload(session, upload_id, rt.settings)
+            result = await uploads.process_upload(session, upload_id, rt.settings, rt.changes)
         logger.info(
             "upload_processed",
             extra={
