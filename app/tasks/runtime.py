@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -35,8 +35,8 @@ class WorkerRuntime:
     sessionmaker: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
     #: Announces settled uploads to the API processes' file-list caches (None without Redis).
-    redis: Redis | None
-    changes: FileChanges
+    redis: Redis | None = None
+    changes: FileChanges = field(default_factory=lambda: FileChanges(None))
 
 
 _runtime: WorkerRuntime | None = None
