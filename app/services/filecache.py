@@ -121,7 +121,9 @@ class FilePageCache:
             del self._loading[key]
         if not done.cancelled() and done.exception() is None:
             self.put(key, done.result(), token)
-        else:  # refused (say, the account was deactivated): never answer with the old page
+        elif token == self.token(key[0]):
+            # Refused (say, the account was deactivated): never answer with the old page. A
+            # read detached by a change leaves alone what later reads stored.
             self._forget(key)
 
     def _forget(self, key: PageKey) -> None:

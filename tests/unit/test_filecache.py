@@ -219,3 +219,24 @@ async def test_an_expired_page_whose_refresh_is_refused_is_not_answered_again() 
     await settle()
     with pytest.raises(PermissionError):
         await cache.fetch(ALICE, refused)
+
+
+async def test_a_detached_read_that_fails_leaves_the_newer_page_alone() -> None:
+    cache, _ = listening()
+    gate = asyncio.Event()
+
+    async def slow_refusal() -> bytes:
+        await gate.wait()
+        raise PermissionError("from before the change")
+
+    before = asyncio.create_task(cache.fetch(ALICE, slow_refusal))
+    await asyncio.sleep(0)
+    cache.drop(1)
+    load = Loader()
+    load.release.set()
+    assert await cache.fetch(ALICE, load) == b"page1"
+    gate.set()
+    with pytest.raises(PermissionError):
+        await before
+    await settle()
+    assert cache.get(ALICE) == b"page1"
