@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # One image for every process of the service; docker-compose.yml picks the command:
-#   api     uvicorn app.main:app (the default CMD below)
+#   api     python -m app serve: uvicorn serving app.main:app (the default CMD below)
 #   worker  celery -A app.tasks.celery_app:celery_app worker
 #   beat    celery -A app.tasks.celery_app:celery_app beat
 #   migrate python -m app migrate
@@ -66,4 +66,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -3,8 +3,9 @@
 create-user  --username U --password P [--email E] [--staff] [--superuser]
 check        validate configuration and connectivity (database, schema, broker, media)
 migrate      alembic upgrade head on DATABASE_URL
+serve        the API server: `--workers N` uvicorn processes, one listening socket each
 run          the whole service on this machine: migrate, a Celery worker (with beat),
-             uvicorn; `--simulator` adds the offline aamarPay sandbox simulator
+             the API server; `--simulator` adds the offline aamarPay sandbox simulator
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     commands.append(
         (
             "api",
-            [py, "-m", "uvicorn", "app.main:app", "--host", args.host, "--port", str(args.port)],
+            [py, "-m", "app", "serve", "--host", args.host, "--port", str(args.port)],
         )
     )
     children: dict[str, subprocess.Popen[bytes]] = {}
@@ -279,7 +280,38 @@ def _shutdown(children: dict[str, subprocess.Popen[bytes]], grace: float = 20.0)
             proc.wait()
 
 
+# --- serve -------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.logging import configure_logging
+    from app.serve import ServeOptions, serve
+
+    try:
+        settings = get_settings()  # a configuration error shows here, before any process starts
+    except ValidationError as exc:
+        return _fail(f"configuration: FAILED\n{exc}")
+    configure_logging(settings.log_level, settings.log_format)
+    return serve(
+        ServeOptions(
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            proxy_headers=args.proxy_headers,
+            graceful_timeout=args.timeout_graceful_shutdown,
+            log_level=args.log_level,
+        )
+    )
+
+
 # --- entry -------------------------------------------------------------------------------
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,6 +331,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("serve", help="the API server (uvicorn processes on the asyncio loop)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=_positive_int, default=1, help="processes (default 1)")
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS (behind a reverse proxy)",
+    )
+    p.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight may take to finish (default 25)",
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("run", help="run api + worker (+ simulator) on this machine")
     p.add_argument("--host", default="127.0.0.1")

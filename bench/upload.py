@@ -90,8 +90,8 @@ def stack(folder: Path) -> Iterator[dict[str, Any]]:
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "app.main:app",
+            "app",
+            "serve",
             "--host",
             "127.0.0.1",
             "--port",

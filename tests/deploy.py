@@ -50,6 +50,8 @@ HADOLINT_CONFIG = PROJECT_DIR / ".hadolint.yaml"
 
 #: The fixed process entry points (SPEC §2).
 ASGI_APP = "app.main:app"
+#: How the api container starts its server (app/serve.py runs uvicorn on ASGI_APP).
+API_SERVER = ["python", "-m", "app", "serve"]
 CELERY_APP = "app.tasks.celery_app:celery_app"
 
 

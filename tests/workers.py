@@ -97,15 +97,19 @@ class CeleryWorker:
 
 
 class ApiServer:
-    """`uvicorn app.main:app` as a real process (for browsers and cross-process tests)."""
+    """The API server (`python -m app serve`) as real processes (for browsers and
+    cross-process tests)."""
 
-    def __init__(self, log_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, *, env: dict[str, str] | None = None, workers: int = 1
+    ) -> None:
         from tests.support import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PUBLIC_BASE_URL": self.url, **(env or {})}
         self.log_path = log_dir / f"api-{self.port}.log"
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -116,12 +120,14 @@ class ApiServer:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "app.main:app",
+                "app",
+                "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--workers",
+                str(self.workers),
                 "--log-level",
                 "warning",
             ],
@@ -148,7 +154,7 @@ class ApiServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the worker processes too
                 self.proc.wait()

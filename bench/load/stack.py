@@ -2,7 +2,7 @@
 
 MariaDB (a fresh database, created and migrated with `python -m app migrate`) or a SQLite file,
 Redis (one database for the broker, one for the shared counters) or the embedded broker,
-`uvicorn app.main:app --workers N`, `celery ... worker --concurrency M`, and the aamarPay
+`python -m app serve --workers N`, `celery ... worker --concurrency M`, and the aamarPay
 simulator, with ENVIRONMENT=production, a generated SECRET_KEY, LOG_LEVEL=WARNING and one
 temporary MEDIA_ROOT shared by the api and the worker.
 
@@ -417,8 +417,8 @@ class Stack:
         return [
             sys.executable,
             "-m",
-            "uvicorn",
-            "app.main:app",
+            "app",
+            "serve",
             "--host",
             "127.0.0.1",
             "--port",

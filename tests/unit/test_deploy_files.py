@@ -23,9 +23,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from app import serve
 from app.config import DEV_SECRET_KEY, SANDBOX_SIGNATURE_KEY, SANDBOX_STORE_ID, Settings
 from tests import deploy
-from tests.deploy import ASGI_APP, CELERY_APP
+from tests.deploy import API_SERVER, ASGI_APP, CELERY_APP
 
 APP_SERVICES = ("migrate", "api", "worker", "beat")
 DATABASE_SERVICE = "mysql"
@@ -100,7 +101,8 @@ def test_compose_has_the_production_topology(compose: dict[str, Any]) -> None:
 def test_app_services_use_the_fixed_entry_points(compose: dict[str, Any]) -> None:
     svc = services(compose)
     api = deploy.service_command(svc["api"])
-    assert api[:2] == ["uvicorn", ASGI_APP]
+    assert api[:4] == API_SERVER
+    assert serve.ASGI_APP == ASGI_APP
     assert "--proxy-headers" in api
     assert api[api.index("--host") + 1] == "0.0.0.0"
     assert api[api.index("--port") + 1] == str(API_PORT)
@@ -317,7 +319,7 @@ def test_dockerfile_runtime_settings(stages: list[deploy.Stage]) -> None:
     (cmd,) = runtime.of("CMD")
     argv = cmd.exec_form()
     assert argv is not None
-    assert argv[:2] == ["uvicorn", ASGI_APP]
+    assert argv[:4] == API_SERVER
     assert argv[argv.index("--port") + 1] == str(API_PORT)
     assert "--proxy-headers" in argv
 
