@@ -69,7 +69,7 @@ def run(
         out(
             f"stack: {stack.database_url.split('@')[-1]} | broker "
             f"{config.broker_url or 'embedded'} | counters {config.redis_url or '-'} | "
-            f"uvicorn --workers {config.api_workers} | celery --concurrency "
+            f"app serve --workers {config.api_workers} | celery --concurrency "
             f"{config.worker_concurrency} | simulator {stack.sim_url}"
         )
         with asyncio.Runner(loop_factory=loop_factory) as runner:

@@ -198,9 +198,9 @@ def multipart(
 
 async def open_all(conns: Iterable[Connection], *, stagger: float = 0.001) -> None:
     """Connect before a measurement starts (not timed), one connection every `stagger`
-    seconds, as users arriving do. Opened all in the same instant, keep-alive connections
-    land on whichever uvicorn worker wakes first and stay there: in a trial, all 50 upload
-    clients on one of the two workers, the other idle for the whole scenario."""
+    seconds, as users arriving do. (Behind `uvicorn --workers`, connections opened in the
+    same instant all landed on the worker that woke first; `python -m app serve` gives each
+    process a socket of its own, and the kernel spreads them.)"""
     for conn in conns:
         await conn.connect()
         if stagger:

@@ -162,7 +162,7 @@ class CpuMeter:
     """CPU seconds used by groups of processes between start() and stop(), as a share of one
     core over the wall time (1.0 = one core busy; 2.0 = both cores of this machine).
     `per_process` groups are also reported process by process (`api:1`, `api:2`, ...), which
-    shows how evenly uvicorn's workers share the connections."""
+    shows how evenly the API processes share the connections."""
 
     def __init__(
         self, groups: Mapping[str, Iterable[int]], per_process: Iterable[str] = ()

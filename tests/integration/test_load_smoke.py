@@ -1,5 +1,5 @@
 """Smoke test of the load tool (`python -m bench.load`): every scenario at tiny sizes against
-a stack of real processes (uvicorn with 2 workers, a Celery worker restarted with 1 then 2
+a stack of real processes (the API server with 2 workers, a Celery worker restarted with 1 then 2
 processes, the simulator), asserting correctness only, never timings: no errors, no 5xx,
 every upload completed exactly once, every payment confirmed once.
 
