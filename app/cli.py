@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from app.config import Settings, get_settings
 from app.errors import AppError
+from app.serve import ServeOptions
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -228,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     commands.append(
         (
             "api",
-            [py, "-m", "app", "serve", "--host", args.host, "--port", str(args.port)],
+            ServeOptions(host=args.host, port=args.port).argv(py),
         )
     )
     children: dict[str, subprocess.Popen[bytes]] = {}
@@ -285,22 +286,24 @@ def _shutdown(children: dict[str, subprocess.Popen[bytes]], grace: float = 20.0)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.logging import configure_logging
-    from app.serve import ServeOptions, serve
+    from app.serve import serve
 
     try:
         settings = get_settings()  # a configuration error shows here, before any process starts
     except ValidationError as exc:
         return _fail(f"configuration: FAILED\n{exc}")
     configure_logging(settings.log_level, settings.log_format)
-    return serve(
-        ServeOptions(
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            proxy_headers=args.proxy_headers,
-            graceful_timeout=args.timeout_graceful_shutdown,
-            log_level=args.log_level,
-        )
+    return serve(serve_options(args))
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    return ServeOptions(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=args.proxy_headers,
+        graceful_timeout=args.timeout_graceful_shutdown,
+        log_level=args.log_level,
     )
 
 

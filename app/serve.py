@@ -34,8 +34,10 @@ import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import TYPE_CHECKING
 
-import uvicorn
+if TYPE_CHECKING:  # imported where a server runs: the CLI builds commands without it
+    import uvicorn
 
 ASGI_APP = "app.main:app"
 #: The exit status of a server that never started serving (uvicorn uses the same number).
@@ -52,6 +54,26 @@ class ServeOptions:
     proxy_headers: bool = False
     graceful_timeout: float = 25.0
     log_level: str = "info"
+
+    def argv(self, python: str) -> list[str]:
+        """The command that serves with these options (`python -m app serve ...`)."""
+        return [
+            python,
+            "-m",
+            "app",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            *(["--proxy-headers"] if self.proxy_headers else []),
+            "--timeout-graceful-shutdown",
+            f"{self.graceful_timeout:g}",
+            "--log-level",
+            self.log_level,
+        ]
 
 
 def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -70,6 +92,8 @@ def listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
 
 
 def _uvicorn_config(options: ServeOptions) -> uvicorn.Config:
+    import uvicorn
+
     return uvicorn.Config(
         ASGI_APP,
         host=options.host,
@@ -83,6 +107,8 @@ def _uvicorn_config(options: ServeOptions) -> uvicorn.Config:
 
 def _serve_one(options: ServeOptions, *, reuse_port: bool) -> int:
     """Run one uvicorn server until it is told to stop; STARTUP_FAILURE if it never started."""
+    import uvicorn
+
     try:
         sock = listening_socket(options.host, options.port, reuse_port=reuse_port)
     except OSError as exc:

@@ -30,6 +30,8 @@ from typing import Any
 
 import httpx
 
+from app.serve import ServeOptions
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 LIMIT = 10 * MIB
@@ -87,18 +89,7 @@ def stack(folder: Path) -> Iterator[dict[str, Any]]:
         stderr=log,
     )
     api = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(api_port),
-            "--log-level",
-            "warning",
-        ],
+        ServeOptions(port=api_port, log_level="warning").argv(sys.executable),
         env=env,
         cwd=PROJECT_DIR,
         stdout=log,

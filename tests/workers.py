@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from app.serve import ServeOptions
 from tests.support import PROJECT_DIR, wait_until
 
 
@@ -117,20 +118,9 @@ class ApiServer:
 
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "app",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-                "--log-level",
-                "warning",
-            ],
+            ServeOptions(port=self.port, workers=self.workers, log_level="warning").argv(
+                sys.executable
+            ),
             cwd=PROJECT_DIR,
             env=self.env,
             stdout=log,

@@ -35,6 +35,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.serve import ServeOptions
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CELERY_APP = "app.tasks.celery_app:celery_app"
 
@@ -414,23 +416,9 @@ class Stack:
 
     def api_argv(self, workers: int) -> list[str]:
         # As docker-compose.yml runs it, on a local port.
-        return [
-            sys.executable,
-            "-m",
-            "app",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.api_port),
-            "--workers",
-            str(workers),
-            "--proxy-headers",
-            "--timeout-graceful-shutdown",
-            "25",
-            "--log-level",
-            "warning",
-        ]
+        return ServeOptions(
+            port=self.api_port, workers=workers, proxy_headers=True, log_level="warning"
+        ).argv(sys.executable)
 
     def start_api(self, workers: int | None = None) -> None:
         self.stop("api")

@@ -121,7 +121,12 @@ async def test_request_id_travels_with_the_job(
         headers={**paid.headers, "X-Request-ID": "trace-upload-42"},
     )
     await wait_settled(db, resp.json()["id"])
-    assert "[trace-upload-42]" in celery_worker.log()
+
+    # The row can be committed a moment before the worker's log lines reach its log file.
+    async def traced() -> bool:
+        return "[trace-upload-42]" in celery_worker.log()
+
+    await async_wait_until(traced, timeout=10, what="the request id in the worker's log")
 
 
 async def test_corrupt_docx_ends_failed_with_an_error(

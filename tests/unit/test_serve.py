@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from app import serve
-from app.cli import build_parser
+from app.cli import build_parser, serve_options
 
 
 async def test_accepted_connections_have_nagle_turned_off() -> None:
@@ -63,3 +63,26 @@ def test_workers_must_be_a_positive_number(workers: str) -> None:
 def test_serve_rejects_no_workers() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         serve.serve(serve.ServeOptions(workers=0))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        serve.ServeOptions(),
+        serve.ServeOptions(
+            host="0.0.0.0",  # noqa: S104
+            port=9001,
+            workers=3,
+            proxy_headers=True,
+            graceful_timeout=7.5,
+            log_level="warning",
+        ),
+    ],
+)
+def test_the_command_built_from_options_serves_with_those_options(
+    options: serve.ServeOptions,
+) -> None:
+    """`make run`, the tests and the benches start the server through `argv()`."""
+    argv = options.argv("python")
+    assert argv[:4] == ["python", "-m", "app", "serve"]
+    assert serve_options(build_parser().parse_args(argv[3:])) == options
