@@ -100,9 +100,10 @@ async def get_token_user_id(
     settings: SettingsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> int:
-    """The id of the user a valid token names, without asking the database. For read-only
-    routes whose own query checks, in the same round trip, that this user still exists and
-    is active (then answering InvalidToken as get_current_user does)."""
+    """The id of the user a valid token names, without asking the database. For hot routes
+    whose own first query checks, in the same round trip, that this user still exists and
+    is active (then answering InvalidToken as get_current_user does): the file list, the
+    upload's right check."""
     token, from_cookie = _request_token(request, bearer)
     payload = decode_access_token(token, secret_key=settings.secret_key)
     if payload is None:

@@ -60,7 +60,7 @@ async def receive_and_accept(
     request: Request, session: AsyncSession, settings: Settings, user_id: int
 ) -> FileUploadRead:
     """The whole upload: used by the API route and the dashboard's form alike."""
-    await entitlement.require_upload_right(session, user_id, settings)
+    right = await entitlement.check_upload_right(session, user_id, settings)
     length = request.headers.get("content-length")
     incoming = await storage.receive_upload(
         request.stream(),
@@ -70,9 +70,7 @@ async def receive_and_accept(
         max_bytes=settings.max_upload_bytes,
         media_root=settings.media_root,
     )
-    upload = await uploads.accept_upload(
-        session, user_id=user_id, incoming=incoming, settings=settings
-    )
+    upload = await uploads.accept_upload(session, right=right, incoming=incoming, settings=settings)
     try:
         await session.commit()
     except BaseException:
@@ -99,11 +97,12 @@ async def receive_and_accept(
     ),
 )
 async def upload_file(
-    request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    request: Request, user_id: TokenUserId, session: SessionDep, settings: SettingsDep
 ) -> FileUploadRead:
     """Upload a `.txt` or `.docx` file (multipart field `file`). Answers 202 at once with
     `status: "processing"`; a worker then counts the words."""
-    return await receive_and_accept(request, session, settings, user.id)
+    # The upload right's query also checks that the user is still active.
+    return await receive_and_accept(request, session, settings, user_id)
 
 
 @router.get("/files/", response_model=Page[FileUploadRead], responses=responses(NotAuthenticated))

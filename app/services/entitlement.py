@@ -3,17 +3,23 @@
 UPLOADS_PER_PAYMENT = 0: one successful payment unlocks uploading for good.
 UPLOADS_PER_PAYMENT = N: each successful payment adds N credits to `User.upload_credits`;
 an upload spends one with a conditional UPDATE, so parallel uploads cannot spend the same one.
+
+An upload is checked before its body is read (`check_upload_right`: one round trip that also
+checks the user is still active) and spent when its row is written (`consume_upload`, given
+that check's answer: a success payment is final, so in the first mode there is nothing left to
+ask the database).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Exists, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.errors import PaymentRequired
+from app.errors import InvalidToken, PaymentRequired
 from app.models import PaymentStatus, PaymentTransaction, User
 
 
@@ -24,16 +30,25 @@ class Allowance:
     uploads_remaining: int | None
 
 
-async def has_paid(session: AsyncSession, user_id: int) -> bool:
-    paid = await session.scalar(
-        select(
-            exists().where(
-                PaymentTransaction.user_id == user_id,
-                PaymentTransaction.status == PaymentStatus.SUCCESS,
-            )
-        )
+@dataclass(frozen=True)
+class UploadRight:
+    """What `check_upload_right` found; `consume_upload` takes it."""
+
+    user_id: int
+    #: A success payment was seen (UPLOADS_PER_PAYMENT = 0). No state leaves `success`, so
+    #: this cannot turn false later in the request.
+    paid: bool
+
+
+def _paid_exists(user_id: Any) -> Exists:
+    return exists().where(
+        PaymentTransaction.user_id == user_id,
+        PaymentTransaction.status == PaymentStatus.SUCCESS,
     )
-    return bool(paid)
+
+
+async def has_paid(session: AsyncSession, user_id: int) -> bool:
+    return bool(await session.scalar(select(_paid_exists(user_id))))
 
 
 async def allowance(session: AsyncSession, user_id: int, settings: Settings) -> Allowance:
@@ -45,24 +60,37 @@ async def allowance(session: AsyncSession, user_id: int, settings: Settings) -> 
     return Allowance(can_upload=remaining > 0, uploads_remaining=remaining)
 
 
-async def require_upload_right(session: AsyncSession, user_id: int, settings: Settings) -> None:
-    """Cheap pre-check before reading an upload body; raises PaymentRequired."""
-    if not (await allowance(session, user_id, settings)).can_upload:
+async def check_upload_right(
+    session: AsyncSession, user_id: int, settings: Settings
+) -> UploadRight:
+    """The check before an upload's body is read, in one round trip: InvalidToken when the
+    user is gone or deactivated, PaymentRequired when they may not upload now."""
+    per_payment = settings.uploads_per_payment
+    allowed = _paid_exists(User.id) if per_payment == 0 else User.upload_credits > 0
+    row = (
+        await session.execute(
+            select(User.is_active, allowed.label("allowed")).where(User.id == user_id)
+        )
+    ).first()
+    if row is None or not row.is_active:
+        raise InvalidToken()
+    if not row.allowed:
         raise PaymentRequired()
+    return UploadRight(user_id=user_id, paid=per_payment == 0)
 
 
-async def consume_upload(session: AsyncSession, user_id: int, settings: Settings) -> None:
+async def consume_upload(session: AsyncSession, right: UploadRight, settings: Settings) -> None:
     """Spend one upload inside the caller's transaction; raises PaymentRequired.
 
     The caller commits together with the upload row, so a rollback gives the credit back.
     """
     if settings.uploads_per_payment == 0:
-        if not await has_paid(session, user_id):
+        if not right.paid:
             raise PaymentRequired()
         return
     result = await session.execute(
         update(User)
-        .where(User.id == user_id, User.upload_credits > 0)
+        .where(User.id == right.user_id, User.upload_credits > 0)
         .values(upload_credits=User.upload_credits - 1)
         .execution_options(synchronize_session=False)
     )

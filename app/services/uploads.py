@@ -71,7 +71,7 @@ async def _sniff(incoming: storage.IncomingFile, ext: str) -> str:
 async def accept_upload(
     session: AsyncSession,
     *,
-    user_id: int,
+    right: entitlement.UploadRight,
     incoming: storage.IncomingFile,
     settings: Settings,
 ) -> FileUpload:
@@ -81,6 +81,7 @@ async def accept_upload(
     (`discard_stored`). Raises UnsupportedFileType (415) or PaymentRequired (402); in every
     error case the temporary or stored file has already been removed.
     """
+    user_id = right.user_id
     final: Path | None = None
     try:
         ext = storage.extension_of(incoming.client_filename)
@@ -92,7 +93,7 @@ async def accept_upload(
         content_type = await _sniff(incoming, ext)
         relative = storage.new_relative_path(user_id, ext)
         final = await storage.store(incoming.temp_path, settings.media_root, relative)
-        await entitlement.consume_upload(session, user_id, settings)
+        await entitlement.consume_upload(session, right, settings)
         upload = FileUpload(
             user_id=user_id,
             file=relative,

@@ -598,13 +598,15 @@ async def test_two_parallel_consumers_cannot_spend_one_credit(
 ) -> None:
     settings = override_settings(uploads_per_payment=1)
     await pay(client, simulator, user)
-    gate = asyncio.Event()
+    both_checked = asyncio.Barrier(2)
 
     async def consume() -> bool:
         async with db() as session:
-            await gate.wait()
+            # Both pass the check made before the body is read; only one may spend the credit.
+            right = await entitlement.check_upload_right(session, user.id, settings)
+            await both_checked.wait()
             try:
-                await entitlement.consume_upload(session, user.id, settings)
+                await entitlement.consume_upload(session, right, settings)
             except Exception:  # noqa: BLE001
                 await session.rollback()
                 return False
@@ -612,10 +614,7 @@ async def test_two_parallel_consumers_cannot_spend_one_credit(
             await session.commit()
             return True
 
-    tasks = [asyncio.create_task(consume()) for _ in range(2)]
-    await asyncio.sleep(0)
-    gate.set()
-    results = await asyncio.gather(*tasks)
+    results = await asyncio.gather(consume(), consume())
     assert sorted(results) == [False, True]
     async with db() as session:
         credits = await session.scalar(select(User.upload_credits).where(User.id == user.id))

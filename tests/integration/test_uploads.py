@@ -131,6 +131,28 @@ async def test_upload_requires_payment(
     await assert_nothing_left(db, settings)
 
 
+@pytest.mark.parametrize("per_payment", [0, 5])
+async def test_a_deactivated_paid_user_cannot_upload(
+    client: AsyncClient,
+    paid: Account,
+    db: Sessions,
+    settings: Settings,
+    override_settings: SettingsOverride,
+    per_payment: int,
+) -> None:
+    """The upload's right check is also its user check: a paid user deactivated since their
+    token was issued gets 401, whichever mode the payment ran in, and nothing is stored."""
+    override_settings(uploads_per_payment=per_payment)
+    async with db() as session:
+        user = await session.get(User, paid.id)
+        assert user is not None
+        user.upload_credits = 3
+        user.is_active = False
+        await session.commit()
+    assert_error(await upload(client, paid, "a.txt", b"hello"), 401, "invalid_token")
+    await assert_nothing_left(db, settings)
+
+
 async def test_too_large_is_413_and_leaves_nothing(
     client: AsyncClient,
     paid: Account,
