@@ -33,6 +33,7 @@ from app.models import User
 from app.routers.payments import start_payment
 from app.routers.uploads import receive_and_accept
 from app.schemas.users import UserCreate
+from app.security import decode_access_token
 from app.services import activity, auth, entitlement, payments, uploads
 from app.services.users import create_user
 
@@ -177,6 +178,14 @@ async def page_user(request: Request, session: SessionDep, settings: Settings) -
         return None
 
 
+def page_user_id(request: Request, settings: Settings) -> int | None:
+    """The id the session cookie's valid token names, without asking the database: for
+    routes whose own first query checks that the user is still active."""
+    token = request.cookies.get(SESSION_COOKIE)
+    payload = decode_access_token(token, secret_key=settings.secret_key) if token else None
+    return payload.user_id if payload else None
+
+
 async def read_form(request: Request) -> dict[str, str]:
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -314,10 +323,15 @@ async def dashboard(
     activity_page: int = Query(1, ge=1),
     payments_page: int = Query(1, ge=1),
 ) -> Response:
-    user = await page_user(request, session, settings)
-    if user is None:
+    user_id = page_user_id(request, settings)
+    signed_in = (
+        None
+        if user_id is None
+        else await entitlement.active_user_and_allowance(session, user_id, settings)
+    )
+    if signed_in is None:
         return redirect("/login")
-    allowance = await entitlement.allowance(session, user.id, settings)
+    user, allowance = signed_in
     found = await uploads.list_files_of_active_user(
         session, user_id=user.id, limit=PAGE_SIZE, offset=(files_page - 1) * PAGE_SIZE
     )
@@ -391,11 +405,14 @@ async def upload(
         csrf.check(request, settings, csrf_token)
     except AppError:
         return redirect("/dashboard/?upload_error=csrf_failed")
-    user = await page_user(request, session, settings)
-    if user is None:
+    user_id = page_user_id(request, settings)
+    if user_id is None:
         return redirect("/login")
     try:
-        await receive_and_accept(request, session, settings, user.id)
+        # Its first query checks that the user is still active (InvalidToken if not).
+        await receive_and_accept(request, session, settings, user_id)
+    except InvalidToken:
+        return redirect("/login")
     except AppError as exc:
         code = exc.code if exc.code in UPLOAD_ERRORS else "validation_error"
         return redirect(f"/dashboard/?upload_error={code}")

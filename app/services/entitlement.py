@@ -51,13 +51,34 @@ async def has_paid(session: AsyncSession, user_id: int) -> bool:
     return bool(await session.scalar(select(_paid_exists(user_id))))
 
 
-async def allowance(session: AsyncSession, user_id: int, settings: Settings) -> Allowance:
+def _allowance(settings: Settings, *, paid: bool, credits: int | None) -> Allowance:
     if settings.uploads_per_payment == 0:
-        paid = await has_paid(session, user_id)
         return Allowance(can_upload=paid, uploads_remaining=None if paid else 0)
-    credits = await session.scalar(select(User.upload_credits).where(User.id == user_id))
     remaining = int(credits or 0)
     return Allowance(can_upload=remaining > 0, uploads_remaining=remaining)
+
+
+async def allowance(session: AsyncSession, user_id: int, settings: Settings) -> Allowance:
+    if settings.uploads_per_payment == 0:
+        return _allowance(settings, paid=await has_paid(session, user_id), credits=None)
+    credits = await session.scalar(select(User.upload_credits).where(User.id == user_id))
+    return _allowance(settings, paid=False, credits=credits)
+
+
+async def active_user_and_allowance(
+    session: AsyncSession, user_id: int, settings: Settings
+) -> tuple[User, Allowance] | None:
+    """The user and what they may upload, in one round trip; None if the user is gone or
+    deactivated. For pages that show both."""
+    row = (
+        await session.execute(
+            select(User, _paid_exists(User.id).label("paid")).where(User.id == user_id)
+        )
+    ).first()
+    if row is None or not row.User.is_active:
+        return None
+    user: User = row.User
+    return user, _allowance(settings, paid=bool(row.paid), credits=user.upload_credits)
 
 
 async def check_upload_right(

@@ -22,29 +22,21 @@ async def newest_first(
 ) -> tuple[list[T], int]:
     """(rows of this page, total matching rows), ordered by time then id, newest first.
 
-    The COUNT is skipped when the page itself tells the total (a short page is the last one).
+    One round trip: the total rides on every row as a scalar subquery (evaluated once). Only
+    an empty page past the start needs a COUNT of its own.
     """
-    rows = list(
-        await session.scalars(
-            select(model)
+    count = select(func.count()).select_from(model).where(*conditions)
+    found = (
+        await session.execute(
+            select(model, count.scalar_subquery().label("total"))
             .where(*conditions)
             .order_by(time_column.desc(), model.id.desc())  # type: ignore[attr-defined]
             .limit(limit)
             .offset(offset)
         )
-    )
-    total = total_from_page(limit=limit, offset=offset, rows=len(rows))
-    if total is None:
-        total = await session.scalar(select(func.count()).select_from(model).where(*conditions))
-    return rows, int(total or 0)
-
-
-def total_from_page(*, limit: int, offset: int, rows: int) -> int | None:
-    """The total that a page implies on its own, else None (then it has to be counted).
-
-    A page shorter than `limit` is the last one, so the total is `offset + rows`, unless it is
-    empty past the start (then the rows may end anywhere before `offset`).
-    """
-    if rows < limit and (rows > 0 or offset == 0):
-        return offset + rows
-    return None
+    ).all()
+    if found:
+        return [row[0] for row in found], int(found[0].total)
+    if offset == 0:
+        return [], 0
+    return [], int(await session.scalar(count) or 0)

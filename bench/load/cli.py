@@ -98,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LOAD_REDIS_URL", "redis://127.0.0.1:6379/11"),
         help="Redis database for the shared counters, flushed at start and end",
     )
-    p.add_argument("--api-workers", type=int, default=2, help="uvicorn --workers (default 2)")
+    p.add_argument(
+        "--api-workers",
+        type=int,
+        default=2,
+        help="API processes: python -m app serve --workers (default 2)",
+    )
     p.add_argument(
         "--worker-concurrency", type=int, default=2, help="celery --concurrency (default 2)"
     )

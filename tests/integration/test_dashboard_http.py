@@ -5,8 +5,21 @@ from __future__ import annotations
 import re
 
 from httpx import AsyncClient
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.support import DEFAULT_PASSWORD, Account, UserFactory, assert_error
+from app.config import Settings
+from app.models import FileUpload, User
+from tests.support import (
+    DEFAULT_PASSWORD,
+    Account,
+    SettingsOverride,
+    UserFactory,
+    assert_error,
+    grant_payment,
+)
+
+Sessions = async_sessionmaker[AsyncSession]
 
 
 def csrf_from(html: str) -> str:
@@ -29,6 +42,94 @@ async def test_dashboard_redirects_to_login_when_signed_out(client: AsyncClient)
     resp = await client.get("/dashboard/")
     assert (resp.status_code, resp.headers["location"]) == (303, "/login")
     assert (await client.get("/")).headers["location"] == "/dashboard/"
+
+
+def upload_action(html: str) -> str:
+    match = re.search(r'id="upload-form"\s+action="([^"]+)"', html)
+    assert match, "no upload form on the page"
+    return match.group(1).replace("&amp;", "&")
+
+
+async def deactivate(db: Sessions, user_id: int) -> None:
+    async with db() as session:
+        await session.execute(update(User).where(User.id == user_id).values(is_active=False))
+        await session.commit()
+
+
+async def uploads_of(db: Sessions, user_id: int) -> int:
+    async with db() as session:
+        query = select(func.count()).select_from(FileUpload).where(FileUpload.user_id == user_id)
+        return int(await session.scalar(query) or 0)
+
+
+async def test_upload_form_posts_and_a_deactivated_session_goes_to_login(
+    client: AsyncClient, user: Account, db: Sessions, settings: Settings
+) -> None:
+    """The form upload and the dashboard check the user in their own first query (no separate
+    lookup): a session whose user was deactivated since sign-in lands on /login and stores
+    nothing; before that, the same form post is accepted."""
+    await grant_payment(db, user.id)
+    await sign_in(client, user)
+    page = await client.get("/dashboard/")
+    action = upload_action(page.text)
+    files = {"file": ("a.txt", b"one two three", "text/plain")}
+    accepted = await client.post(action, files=files)
+    assert (accepted.status_code, accepted.headers["location"]) == (
+        303,
+        "/dashboard/?notice=uploaded",
+    )
+    assert await uploads_of(db, user.id) == 1
+
+    await deactivate(db, user.id)
+    refused = await client.post(action, files=files)
+    assert (refused.status_code, refused.headers["location"]) == (303, "/login")
+    assert await uploads_of(db, user.id) == 1
+    stored = [p for p in settings.media_root.rglob("*") if p.is_file()]
+    assert len(stored) == 1
+    assert (await client.get("/dashboard/")).headers["location"] == "/login"
+
+
+def uploads_left(html: str) -> str | None:
+    match = re.search(r'id="uploads-remaining">(\d+)<', html)
+    return match.group(1) if match else None
+
+
+async def test_dashboard_shows_what_the_payment_bought(
+    client: AsyncClient, user: Account, db: Sessions, override_settings: SettingsOverride
+) -> None:
+    """The page's user and allowance come from one query: the form shows only when the
+    person may upload, with the uploads left when payments buy a number of them."""
+    await sign_in(client, user)
+    override_settings(uploads_per_payment=0)
+    page = (await client.get("/dashboard/")).text
+    assert ('id="upload-form"' in page, uploads_left(page)) == (False, None)
+    await grant_payment(db, user.id)
+    page = (await client.get("/dashboard/")).text
+    assert ('id="upload-form"' in page, uploads_left(page)) == (True, None)
+
+    override_settings(uploads_per_payment=5)
+    async with db() as session:
+        await session.execute(update(User).where(User.id == user.id).values(upload_credits=2))
+        await session.commit()
+    page = (await client.get("/dashboard/")).text
+    assert ('id="upload-form"' in page, uploads_left(page)) == (True, "2")
+    async with db() as session:
+        await session.execute(update(User).where(User.id == user.id).values(upload_credits=0))
+        await session.commit()
+    page = (await client.get("/dashboard/")).text
+    assert 'id="upload-form"' not in page
+
+
+async def test_upload_form_without_a_session_goes_to_login(
+    client: AsyncClient, user: Account, db: Sessions
+) -> None:
+    await grant_payment(db, user.id)
+    await sign_in(client, user)
+    action = upload_action((await client.get("/dashboard/")).text)
+    client.cookies.delete("session")
+    resp = await client.post(action, files={"file": ("a.txt", b"one two", "text/plain")})
+    assert (resp.status_code, resp.headers["location"]) == (303, "/login")
+    assert await uploads_of(db, user.id) == 0
 
 
 async def test_sign_in_sets_an_httponly_lax_session_cookie(

@@ -651,6 +651,19 @@ async def test_transactions_are_own_newest_first_and_paginated(
     assert [t["transaction_id"] for t in second["items"]] == [ids[0]]
     assert SANDBOX_SIGNATURE_KEY not in resp.text
 
+    async def listing(**params: int) -> tuple[list[str], int]:
+        got = await client.get("/api/transactions/", params=params, headers=alice.headers)
+        body = got.json()
+        return [t["transaction_id"] for t in body["items"]], body["total"]
+
+    # The total on a full page, a short one, past the end, and for someone with none.
+    assert await listing(limit=2) == (ids[:0:-1], 3)
+    assert await listing(limit=2, offset=2) == ([ids[0]], 3)
+    assert await listing(limit=2, offset=10) == ([], 3)
+    carol = await user_factory.create()
+    empty = await client.get("/api/transactions/", headers=carol.headers)
+    assert (empty.json()["items"], empty.json()["total"]) == ([], 0)
+
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}])
 async def test_transactions_pagination_bounds(
