@@ -6,10 +6,12 @@ Search Transaction API says, for our `tran_id`: paid (`Successful` / `2`), to ou
 stored amount and currency, with a gateway id (`pg_txnid`) that no other transaction used, and
 not flagged as risky.
 
-The status only moves `pending -> success | failed | cancelled`, always with a conditional
-UPDATE (`... WHERE status = 'pending'`), so any number of concurrent callbacks, and the
-reconcile job, produce exactly one transition and one activity row. No lock is held while the
-gateway is asked.
+The status only moves `pending -> success | failed | cancelled`, and `failed | cancelled ->
+success` when the gateway confirms the payment after all (the fail and cancel returns are
+unsigned too: they must not be able to block a paid order), always with a conditional UPDATE
+(`... WHERE status IN (...)`), so any number of concurrent callbacks, and the reconcile job,
+produce exactly one transition and one activity row. Nothing leaves `success`. No lock is
+held while the gateway is asked.
 
 Functions here flush but never commit: each returns an `Outcome` whose `error` the router
 raises *after* committing, so a transaction marked `failed` stays failed when the caller
@@ -23,7 +25,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from sqlalchemy import func, select, update
@@ -252,6 +254,13 @@ async def _reload(session: AsyncSession, tx_id: int) -> PaymentTransaction:
     return result.scalar_one()
 
 
+_SETTLED_BY_SUCCESS: Final = (
+    PaymentStatus.PENDING,
+    PaymentStatus.FAILED,
+    PaymentStatus.CANCELLED,
+)
+
+
 async def _transition(
     session: AsyncSession,
     tx: PaymentTransaction,
@@ -262,7 +271,13 @@ async def _transition(
     gateway_response: dict[str, Any],
     pg_txnid: str | None = None,
 ) -> bool:
-    """Move `pending -> to` if nobody else has; True when this call did it."""
+    """Move `pending -> to` if nobody else has; True when this call did it.
+
+    `success` may also replace `failed` or `cancelled`: the fail and cancel callbacks are
+    unsigned browser requests, so they must not be able to block an order the gateway later
+    confirms as paid (only a verified gateway answer leads here). Nothing leaves `success`.
+    """
+    sources = _SETTLED_BY_SUCCESS if to == PaymentStatus.SUCCESS else (PaymentStatus.PENDING,)
     values: dict[str, Any] = {
         "status": to,
         "gateway_response": gateway_response,
@@ -272,10 +287,7 @@ async def _transition(
         values["pg_txnid"] = pg_txnid
     result = await session.execute(
         update(PaymentTransaction)
-        .where(
-            PaymentTransaction.id == tx.id,
-            PaymentTransaction.status == PaymentStatus.PENDING,
-        )
+        .where(PaymentTransaction.id == tx.id, PaymentTransaction.status.in_(sources))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -320,14 +332,14 @@ async def verify(
     """Settle a transaction by asking the gateway; safe to run any number of times at once.
 
     Returns the (re-read) transaction with `error` set to: PaymentNotVerified (402) when the
-    gateway does not confirm the payment, GatewayUnavailable (503, still pending) when it
-    cannot be asked. A transaction that is already `success` is returned unchanged.
+    gateway does not confirm the payment, GatewayUnavailable (503, status unchanged) when it
+    cannot be asked. A transaction that is already `success` is returned unchanged; a
+    `failed` or `cancelled` one becomes `success` only if the gateway confirms it now.
     """
     tx = await get_by_transaction_id(session, transaction_id)
     if tx.status == PaymentStatus.SUCCESS:
         return Outcome(tx)
-    if tx.status != PaymentStatus.PENDING:
-        return Outcome(tx, error=PaymentNotVerifiedError(f"This payment is {tx.status.value}"))
+    # A `failed` or `cancelled` one is asked about too: only a confirmed payment changes it.
     try:
         status = await gateway.search_transaction(transaction_id)
     except aamarpay.GatewayError as exc:
@@ -400,13 +412,16 @@ async def apply_decision(
 
     to = PaymentStatus(decision.result)
     tx_id = tx.id
+    reason = decision.reason
+    if to == PaymentStatus.SUCCESS and tx.status != PaymentStatus.PENDING:
+        reason += f" (it had been marked {tx.status.value})"
     try:
         changed = await _transition(
             session,
             tx,
             to=to,
             action=_ACTIONS[to],
-            reason=decision.reason,
+            reason=reason,
             gateway_response=response,
             pg_txnid=decision.pg_txnid if to == PaymentStatus.SUCCESS else None,
         )

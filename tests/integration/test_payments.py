@@ -554,13 +554,48 @@ async def test_fail_and_cancel_after_success_change_nothing(
     assert (await me(client, user))["can_upload"] is True
 
 
-async def test_success_after_cancel_does_not_revive_it(
-    client: AsyncClient, user: Account, simulator: SimulatorControl
+async def test_success_after_cancel_does_not_revive_an_unpaid_order(
+    client: AsyncClient, user: Account, simulator: SimulatorControl, db: Sessions
 ) -> None:
     tran_id = (await initiate(client, user))["transaction_id"]
     await client.get("/api/payment/cancel/", params={"tran_id": tran_id})
     resp = await client.get("/api/payment/success/", params={"mer_txnid": tran_id})
     assert_error(resp, 402, "payment_not_verified")
+    assert (await stored(db, tran_id)).status == PaymentStatus.CANCELLED
+    assert (await me(client, user))["can_upload"] is False
+
+
+@pytest.mark.parametrize("returned", ["cancel", "fail"])
+async def test_an_unsigned_cancel_or_fail_cannot_block_a_paid_order(
+    client: AsyncClient,
+    user: Account,
+    simulator: SimulatorControl,
+    db: Sessions,
+    override_settings: SettingsOverride,
+    returned: str,
+) -> None:
+    """Anyone holding the order id can send the browser's cancel or fail return; when the
+    gateway then confirms the payment, the order becomes `success` once, however many
+    success callbacks arrive together, and the payment's uploads are granted once."""
+    override_settings(uploads_per_payment=2)
+    tran_id = (await initiate(client, user))["transaction_id"]
+    if returned == "cancel":
+        await client.get("/api/payment/cancel/", params={"tran_id": tran_id})
+    else:
+        await client.post("/api/payment/fail/", data={"mer_txnid": tran_id})
+    marked = PaymentStatus.CANCELLED if returned == "cancel" else PaymentStatus.FAILED
+    assert (await stored(db, tran_id)).status == marked
+    fields = simulator.pay(tran_id)["fields"]
+    answers = await asyncio.gather(
+        *(client.post("/api/payment/success/", data=fields) for _ in range(10))
+    )
+    assert [r.status_code for r in answers] == [200] * 10, [r.text for r in answers]
+    tx = await stored(db, tran_id)
+    assert (tx.status, tx.pg_txnid) == (PaymentStatus.SUCCESS, fields["pg_txnid"])
+    history = await actions(db, user.id)
+    assert history.count("payment_succeeded") == 1
+    assert history.index(f"payment_{marked.value}") < history.index("payment_succeeded")
+    assert (await me(client, user))["uploads_remaining"] == 2
 
 
 # --- entitlement ----------------------------------------------------------------------------
