@@ -22,11 +22,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /build
-# The dependency layer depends on pyproject.toml alone, so editing the code does not reinstall
-# it. The list is read from [project].dependencies, the single place that declares them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
-    && pip install --no-cache-dir -r requirements.txt
+# The dependency layer depends on the lock file alone, so editing the code does not reinstall
+# it: requirements.lock pins every runtime dependency of pyproject.toml to the versions the
+# tests passed with (`make lock` refreshes it).
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
 
 # --- runtime: the virtualenv, the code, an unprivileged user ------------------------------
 FROM python:3.11-slim-bookworm AS runtime

@@ -4,14 +4,27 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test browser simulator lint bench load check clean
+.PHONY: run demo test browser simulator lint bench load check clean lock
 
-$(STAMP): pyproject.toml
+# The exact versions the tests passed with: requirements-dev.lock (requirements.lock, its
+# runtime part, is what the Docker image installs). `make lock` refreshes both from the ranges
+# in pyproject.toml.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+LOCK_OPTIONS := --quiet --strip-extras --no-emit-find-links --no-emit-index-url --upgrade
+
+## lock: re-pin every dependency to the newest versions pyproject.toml allows
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet 'pip-tools>=7.4'
+	$(PY) -m piptools compile $(LOCK_OPTIONS) -o requirements.lock pyproject.toml
+	$(PY) -m piptools compile $(LOCK_OPTIONS) --extra dev -o requirements-dev.lock pyproject.toml
 
 ## run: API + dashboard + admin on http://127.0.0.1:8000 with a real Celery worker (SQLite, embedded broker)
 run: $(STAMP)
