@@ -8,7 +8,8 @@ not flagged as risky.
 
 The status only moves `pending -> success | failed | cancelled`, and `failed | cancelled ->
 success` when the gateway confirms the payment after all (the fail and cancel returns are
-unsigned too: they must not be able to block a paid order), always with a conditional UPDATE
+unsigned too: they must not be able to block a paid order; if the gateway cannot be asked
+then, the order goes back to `pending` for the reconcile job), always with a conditional UPDATE
 (`... WHERE status IN (...)`), so any number of concurrent callbacks, and the reconcile job,
 produce exactly one transition and one activity row. Nothing leaves `success`. No lock is
 held while the gateway is asked.
@@ -347,6 +348,8 @@ async def verify(
             "payment_verify_unavailable",
             extra={"tran_id": transaction_id, "source": source, "reason": exc.message},
         )
+        if tx.status != PaymentStatus.PENDING:
+            tx = await _reopen(session, tx, source=source, reason=exc.message, callback=callback)
         return Outcome(
             tx,
             error=GatewayUnavailable(
@@ -365,6 +368,38 @@ async def verify(
     if callback:
         entry["callback"] = aamarpay.redact(callback)
     return await apply_decision(session, tx, decision, entry, settings)
+
+
+async def _reopen(
+    session: AsyncSession,
+    tx: PaymentTransaction,
+    *,
+    source: str,
+    reason: str,
+    callback: dict[str, Any] | None,
+) -> PaymentTransaction:
+    """A success return for a `failed`/`cancelled` order while the gateway cannot be asked:
+    back to `pending`, so the reconcile job asks again (a payment made after a false cancel is
+    not lost to an outage). Pending grants nothing; the gateway's answer settles it as usual."""
+    entry: dict[str, Any] = {
+        "at": _stamp(),
+        "source": source,
+        "decision": "reopened",
+        "reason": f"was {tx.status.value}; gateway unavailable: {reason}",
+    }
+    if callback:
+        entry["callback"] = aamarpay.redact(callback)
+    await session.execute(
+        update(PaymentTransaction)
+        .where(PaymentTransaction.id == tx.id, PaymentTransaction.status == tx.status)
+        .values(
+            status=PaymentStatus.PENDING,
+            gateway_response=_append_verification(tx, entry),
+            updated_at=_now(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return await _reload(session, tx.id)
 
 
 async def apply_decision(

@@ -382,11 +382,15 @@ async def test_concurrent_callbacks_grant_credits_once(
     assert (await me(client, user))["uploads_remaining"] == 3
 
 
-async def test_gateway_down_then_a_later_callback_settles_it(
-    client: AsyncClient, user: Account, simulator: SimulatorControl, db: Sessions
+async def success_return_during_outage(
+    client: AsyncClient,
+    simulator: SimulatorControl,
+    db: Sessions,
+    user: Account,
+    fields: dict[str, str],
 ) -> None:
-    tran_id = (await initiate(client, user))["transaction_id"]
-    fields = simulator.pay(tran_id)["fields"]
+    """Send the success return (JSON, then as the browser) while the gateway is down: 503,
+    the browser told to wait, the order `pending`, nothing unlocked; then bring it back."""
     simulator.config(down=True)
     assert_error(
         await client.post("/api/payment/success/", data=fields), 503, "gateway_unavailable"
@@ -395,9 +399,17 @@ async def test_gateway_down_then_a_later_callback_settles_it(
         "/api/payment/success/", data=fields, headers={"Accept": "text/html"}
     )
     assert browser.headers["location"] == "/dashboard/?payment=pending"
-    assert (await stored(db, tran_id)).status == PaymentStatus.PENDING
+    assert (await stored(db, fields["mer_txnid"])).status == PaymentStatus.PENDING
     assert (await me(client, user))["can_upload"] is False
     simulator.config(down=False)
+
+
+async def test_gateway_down_then_a_later_callback_settles_it(
+    client: AsyncClient, user: Account, simulator: SimulatorControl, db: Sessions
+) -> None:
+    tran_id = (await initiate(client, user))["transaction_id"]
+    fields = simulator.pay(tran_id)["fields"]
+    await success_return_during_outage(client, simulator, db, user, fields)
     resp = await client.post("/api/payment/success/", data=fields)
     assert resp.json()["status"] == "success"
 
@@ -596,6 +608,27 @@ async def test_an_unsigned_cancel_or_fail_cannot_block_a_paid_order(
     assert history.count("payment_succeeded") == 1
     assert history.index(f"payment_{marked.value}") < history.index("payment_succeeded")
     assert (await me(client, user))["uploads_remaining"] == 2
+
+
+async def test_a_paid_order_after_a_cancel_survives_a_gateway_outage(
+    client: AsyncClient,
+    user: Account,
+    simulator: SimulatorControl,
+    db: Sessions,
+    worker_runtime: WorkerRuntime,
+) -> None:
+    """The success return of a cancelled order arrives while the gateway cannot be asked:
+    the order goes back to `pending` (503, the browser told we keep checking), grants nothing
+    yet, and the reconcile job settles it once the gateway answers."""
+    tran_id = (await initiate(client, user))["transaction_id"]
+    await client.get("/api/payment/cancel/", params={"tran_id": tran_id})
+    fields = simulator.pay(tran_id)["fields"]
+    await success_return_during_outage(client, simulator, db, user, fields)
+    await _age(db, tran_id, timedelta(minutes=10))
+    assert await reconcile_payments(worker_runtime) == {"checked": 1, "success": 1}
+    assert (await stored(db, tran_id)).status == PaymentStatus.SUCCESS
+    assert (await me(client, user))["can_upload"] is True
+    assert (await actions(db, user.id)).count("payment_succeeded") == 1
 
 
 # --- entitlement ----------------------------------------------------------------------------
