@@ -24,7 +24,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 # The dependency layer depends on the lock file alone, so editing the code does not reinstall
 # it: requirements.lock pins every runtime dependency of pyproject.toml to the versions the
-# tests passed with (`make lock` refreshes it).
+# tests passed with (`make lock` writes it).
 COPY requirements.lock ./
 RUN pip install --no-cache-dir -r requirements.lock
 

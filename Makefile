@@ -4,11 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test browser simulator lint bench load check clean lock
+.PHONY: run demo test browser simulator lint bench load check clean lock lock-upgrade
 
 # The exact versions the tests passed with: requirements-dev.lock (requirements.lock, its
-# runtime part, is what the Docker image installs). `make lock` refreshes both from the ranges
-# in pyproject.toml.
+# runtime part, is what the Docker image installs). `make lock` / `make lock-upgrade` write both
+# from the ranges in pyproject.toml.
 $(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-LOCK_OPTIONS := --quiet --strip-extras --no-emit-find-links --no-emit-index-url --upgrade
+LOCK_OPTIONS := --quiet --strip-extras --no-emit-find-links --no-emit-index-url
 
-## lock: re-pin every dependency to the newest versions pyproject.toml allows
+## lock-upgrade: move every pin to the newest version pyproject.toml allows
+lock-upgrade: LOCK_OPTIONS += --upgrade
+lock-upgrade: lock
+
+## lock: pin what pyproject.toml declares, keeping the pins it still allows
 lock:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet 'pip-tools>=7.4'
