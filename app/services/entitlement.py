@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Exists, exists, select, update
+from sqlalchemy import Exists, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -69,11 +69,10 @@ async def active_user_and_allowance(
     session: AsyncSession, user_id: int, settings: Settings
 ) -> tuple[User, Allowance] | None:
     """The user and what they may upload, in one round trip; None if the user is gone or
-    deactivated. For pages that show both."""
+    deactivated. For the dashboard and the check before an upload's body is read."""
+    paid = _paid_exists(User.id) if settings.uploads_per_payment == 0 else literal(False)
     row = (
-        await session.execute(
-            select(User, _paid_exists(User.id).label("paid")).where(User.id == user_id)
-        )
+        await session.execute(select(User, paid.label("paid")).where(User.id == user_id))
     ).first()
     if row is None or not row.User.is_active:
         return None
@@ -86,18 +85,12 @@ async def check_upload_right(
 ) -> UploadRight:
     """The check before an upload's body is read, in one round trip: InvalidToken when the
     user is gone or deactivated, PaymentRequired when they may not upload now."""
-    per_payment = settings.uploads_per_payment
-    allowed = _paid_exists(User.id) if per_payment == 0 else User.upload_credits > 0
-    row = (
-        await session.execute(
-            select(User.is_active, allowed.label("allowed")).where(User.id == user_id)
-        )
-    ).first()
-    if row is None or not row.is_active:
+    found = await active_user_and_allowance(session, user_id, settings)
+    if found is None:
         raise InvalidToken()
-    if not row.allowed:
+    if not found[1].can_upload:
         raise PaymentRequired()
-    return UploadRight(user_id=user_id, paid=per_payment == 0)
+    return UploadRight(user_id=user_id, paid=settings.uploads_per_payment == 0)
 
 
 async def consume_upload(session: AsyncSession, right: UploadRight, settings: Settings) -> None:
