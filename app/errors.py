@@ -168,10 +168,8 @@ def error_response(
     detail: Any,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    request_id = getattr(request.state, "request_id", None) or get_request_id()
-    body = {"error": code, "detail": jsonable_encoder(detail), "request_id": request_id}
-    all_headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
-    return JSONResponse(body, status_code=status_code, headers=all_headers)
+    body = {"error": code, "detail": jsonable_encoder(detail), "request_id": get_request_id()}
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
@@ -209,10 +207,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    # Runs outside the request-id middleware (Starlette's outermost layer), so pass the id.
-    request_id = getattr(request.state, "request_id", None) or get_request_id()
+    # Runs outside the request-id middleware (Starlette's outermost layer), which therefore
+    # cannot add the header to this answer: add it here.
+    request_id = get_request_id()
     logger.exception("unhandled_error", extra={"path": request.url.path, "request_id": request_id})
-    return error_response(request, 500, "internal_error", "Internal server error")
+    response = error_response(request, 500, "internal_error", "Internal server error")
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:

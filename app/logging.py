@@ -1,5 +1,9 @@
-"""Logging: one setup for the API and the worker, a request-id contextvar carried into every
-record (and into Celery task headers), and a pure-ASGI middleware that reads or makes the id."""
+"""Logging: one setup for the API and the worker, with the request id on every record.
+
+Request ids come from `asgi-correlation-id`: its middleware takes a sane `X-Request-ID` from the
+request (or makes one), keeps it in a contextvar and echoes it on the response; its log filter
+puts it on every record. Celery carries it in a task header (`app/tasks/celery_app.py`).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,14 @@ import logging
 import re
 import sys
 import uuid
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware, correlation_id
+from starlette.types import ASGIApp
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_request_id: ContextVar[str] = ContextVar("request_id", default="-")
+NO_REQUEST_ID = "-"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged.
@@ -23,29 +27,39 @@ _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asct
 
 
 def get_request_id() -> str:
-    return _request_id.get()
+    return correlation_id.get() or NO_REQUEST_ID
 
 
-def set_request_id(value: str) -> None:
-    _request_id.set(value)
+def set_request_id(value: str | None) -> None:
+    correlation_id.set(value)
 
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def clean_request_id(value: str | None) -> str:
-    """Use the caller's id when it is sane (bounded, header-safe), else mint one."""
-    if value and _VALID_ID.match(value):
-        return value
-    return new_request_id()
+def is_sane_request_id(value: str) -> bool:
+    """A caller's id is kept only when it is bounded and header-safe."""
+    return bool(_VALID_ID.match(value))
 
 
-class RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = get_request_id()
-        return True
+def request_id_middleware(app: ASGIApp) -> CorrelationIdMiddleware:
+    return CorrelationIdMiddleware(
+        app, header_name=REQUEST_ID_HEADER, generator=new_request_id, validator=is_sane_request_id
+    )
+
+
+def request_id_filter() -> logging.Filter:
+    return CorrelationIdFilter(default_value=NO_REQUEST_ID)
+
+
+def _record_request_id(record: logging.LogRecord) -> str:
+    # An explicit `extra={"request_id": ...}` wins over the filter's contextvar copy.
+    return str(
+        getattr(record, "request_id", None)
+        or getattr(record, "correlation_id", None)
+        or get_request_id()
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,10 +69,10 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),
-            "request_id": getattr(record, "request_id", get_request_id()),
+            "request_id": _record_request_id(record),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and key not in data:
+            if key not in _STANDARD_ATTRS and key not in data and key != "correlation_id":
                 data[key] = value
         if record.exc_info:
             data["exc_info"] = self.formatException(record.exc_info)
@@ -67,12 +81,12 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
+    handler.addFilter(request_id_filter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -81,36 +95,3 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-
-
-class RequestIdMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware): sets the contextvar and echoes the header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")
-                break
-        request_id = clean_request_id(incoming)
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = _request_id.set(request_id)
-        raw_id = request_id.encode("latin-1")
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                headers.append((b"x-request-id", raw_id))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            _request_id.reset(token)

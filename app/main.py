@@ -20,7 +20,7 @@ from app.admin import mount_admin
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
-from app.logging import RequestIdMiddleware, configure_logging
+from app.logging import configure_logging, request_id_middleware
 from app.routers import auth, dashboard, health, payments, uploads
 from app.services import filecache
 from app.services.aamarpay import make_http_client
@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(request_id_middleware)
     # Only the app's own assets; the media folder is never served as static files.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -112,7 +112,7 @@ def _propagate_request_id(headers: dict[str, Any] | None = None, **_: Any) -> No
 
 def _restore_request_id(task: Any = None, **_: Any) -> None:
     request_id = getattr(task.request, "request_id", None) if task is not None else None
-    set_request_id(str(request_id) if request_id else "-")
+    set_request_id(str(request_id) if request_id else None)
 
 
 signals.setup_logging.connect(_setup_logging)
