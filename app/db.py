@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from app import uow
 from app.config import Settings
 from app.fairpool import FairAsyncAdaptedQueuePool
 
@@ -122,10 +123,10 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """Yield one session; roll back if the caller raised, always close."""
+    """Yield one session; roll back (running its compensations) if the caller raised; close."""
     async with sessionmaker() as session:
         try:
             yield session
         except BaseException:
-            await session.rollback()
+            await uow.rollback(session)
             raise
