@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.services import uploads
 from app.tasks.celery_app import celery_app
@@ -17,7 +17,16 @@ from app.tasks.runtime import WorkerRuntime, run
 
 logger = logging.getLogger("app.tasks.wordcount")
 
-TRANSIENT = (uploads.TransientError, OperationalError, DBAPIError, ConnectionError)
+#: Connection-level faults only: the database or storage briefly away, a deadlock or lock wait
+#: (MariaDB reports both as OperationalError), a timeout. A bug (IntegrityError, ProgrammingError,
+#: DataError ...) fails the job at once instead of being retried eight times.
+TRANSIENT = (
+    uploads.TransientError,
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 @celery_app.task(
