@@ -82,10 +82,20 @@ class Settings(BaseSettings):
     login_address_failure_limit: int = Field(default=30, ge=1)
     login_failure_window_seconds: int = Field(default=60, ge=1)
 
+    #: `smtp://[user:pass@]host:port[?starttls=true]` or `smtps://...`; unset: development
+    #: writes each mail as an .eml file under `mail_dir`, production sends none (and logs it).
+    smtp_url: str | None = None
+    email_from: str = "Word-count service <no-reply@localhost>"
+    #: Templates here override `app/templates/email/` (same file names).
+    email_templates_dir: Path | None = None
+    mail_dir: Path = VAR_DIR / "mail"
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("celery_result_backend", "redis_url", mode="before")
+    @field_validator(
+        "celery_result_backend", "redis_url", "smtp_url", "email_templates_dir", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -100,7 +110,7 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("media_root", "embedded_broker_dir")
+    @field_validator("media_root", "embedded_broker_dir", "mail_dir")
     @classmethod
     def _absolute_path(cls, value: Path) -> Path:
         return value.resolve()

@@ -23,6 +23,7 @@ class Action(enum.StrEnum):
     FILE_UPLOADED = "file_uploaded"
     FILE_PROCESSED = "file_processed"
     FILE_PROCESSING_FAILED = "file_processing_failed"
+    RECEIPT_SENT = "receipt_sent"
 
 
 class ActivityLog(Base):

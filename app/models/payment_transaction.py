@@ -27,6 +27,7 @@ class PaymentTransaction(Base):
         Index("ix_payment_transaction_user_time", "user_id", "timestamp"),
         Index("ix_payment_transaction_user_status", "user_id", "status"),
         Index("ix_payment_transaction_status_time", "status", "timestamp"),
+        Index("ix_payment_transaction_receipt_due", "receipt_claimed_at", "status", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -53,6 +54,9 @@ class PaymentTransaction(Base):
     pg_txnid: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    #: The e-mail receipt: claimed by the one job allowed to send it, then marked sent.
+    receipt_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    receipt_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     user: Mapped[User] = relationship(lazy="raise")
 

@@ -13,7 +13,7 @@ from celery import Celery, signals
 from app.config import Settings, get_settings
 from app.logging import configure_logging, get_request_id, set_request_id
 
-TASK_MODULES = ["app.tasks.payments", "app.tasks.wordcount"]
+TASK_MODULES = ["app.tasks.payments", "app.tasks.receipts", "app.tasks.wordcount"]
 #: kombu's filesystem transport, writing each message whole before it can be taken.
 EMBEDDED_TRANSPORT = "app.tasks.fsbroker:Transport"
 #: How often the embedded (filesystem) broker looks for work when idle.
@@ -81,6 +81,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "reconcile-payments": {
                 "task": "payments.reconcile",
+                "schedule": float(settings.reconcile_interval_seconds),
+            },
+            "send-due-receipts": {
+                "task": "receipts.send_due",
                 "schedule": float(settings.reconcile_interval_seconds),
             },
             "requeue-stuck-uploads": {
