@@ -22,12 +22,13 @@ from app.errors import InvalidToken, NotAuthenticated
 from app.models import User
 from app.security import decode_access_token
 from app.services.aamarpay import AamarPayClient
-from app.services.auth import user_from_token
+from app.services.auth import session_revoked, user_from_token
 from app.services.payments import gateway_for
 from app.services.throttle import LoginThrottle
 
-#: Name of the browser session cookie (an HttpOnly copy of the access token).
-SESSION_COOKIE = "session"
+#: Name of the browser session cookie (an HttpOnly browser-session token, see
+#: app.services.auth); app.csrf's cross-site guard looks for it.
+SESSION_COOKIE = csrf.SESSION_COOKIE
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token/", auto_error=False)
 
@@ -103,13 +104,19 @@ async def get_token_user_id(
     """The id of the user a valid token names, without asking the database. For hot routes
     whose own first query checks, in the same round trip, that this user still exists and
     is active (then answering InvalidToken as get_current_user does): the file list, the
-    upload's right check."""
+    upload's right check. A browser-session token (the dashboard's cookie, or that token
+    sent as a bearer) is the exception: one short query checks it was not signed out."""
     token, from_cookie = _request_token(request, bearer)
     payload = decode_access_token(token, secret_key=settings.secret_key)
     if payload is None:
         raise InvalidToken()
     if from_cookie and request.method not in csrf.SAFE_METHODS:
         csrf.check(request, settings, None)
+    if payload.session_id is not None:
+        async for session in session_scope(request.app.state.sessionmaker):
+            revoked = await session_revoked(session, payload)
+        if revoked:
+            raise InvalidToken()
     return payload.user_id
 
 

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from app.admin import mount_admin
 from app.config import Settings, get_settings
+from app.csrf import CrossSiteGuard
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
 from app.logging import configure_logging, request_id_middleware
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = create_engine(settings)
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     install_error_handlers(app)
+    # Added first, so it runs inside the request-id middleware (its refusals carry the id).
+    app.add_middleware(CrossSiteGuard)
     app.add_middleware(request_id_middleware)
     # Only the app's own assets; the media folder is never served as static files.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -50,17 +50,34 @@ async def verify_password(password: str, hashed: str | None) -> bool:
     return ok and hashed is not None
 
 
+#: Longest browser-session id accepted in a token (`new_session_id` makes 32 characters).
+MAX_SESSION_ID_CHARS = 64
+
+
 @dataclass(frozen=True)
 class TokenPayload:
     user_id: int
     issued_at: datetime
     expires_at: datetime
+    #: The browser session this token belongs to (`sid` claim), None for API tokens. Only
+    #: such tokens can be signed out server-side (app.services.auth.end_browser_session).
+    session_id: str | None = None
+
+
+def new_session_id() -> str:
+    """128 random bits as lower-case hex (case-blind collations compare it exactly)."""
+    return secrets.token_hex(16)
 
 
 def create_access_token(
-    user_id: int, *, secret_key: str, expires_minutes: int, now: datetime | None = None
+    user_id: int,
+    *,
+    secret_key: str,
+    expires_minutes: int,
+    now: datetime | None = None,
+    session_id: str | None = None,
 ) -> tuple[str, int]:
-    """Return (token, lifetime in seconds)."""
+    """Return (token, lifetime in seconds). `session_id` makes it a browser-session token."""
     issued = now or datetime.now(UTC)
     lifetime = timedelta(minutes=expires_minutes)
     claims = {
@@ -69,6 +86,8 @@ def create_access_token(
         "exp": int((issued + lifetime).timestamp()),
         "typ": "access",
     }
+    if session_id is not None:
+        claims["sid"] = session_id
     token = jwt.encode(claims, secret_key, algorithm=JWT_ALGORITHM)
     return str(token), int(lifetime.total_seconds())
 
@@ -90,8 +109,12 @@ def decode_access_token(token: str, *, secret_key: str) -> TokenPayload | None:
     sub = claims.get("sub")
     if claims.get("typ") != "access" or not isinstance(sub, str) or not sub.isdigit():
         return None
+    sid = claims.get("sid")
+    if sid is not None and (not isinstance(sid, str) or not 0 < len(sid) <= MAX_SESSION_ID_CHARS):
+        return None
     return TokenPayload(
         user_id=int(sub),
         issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
         expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        session_id=sid,
     )

@@ -37,7 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E40
 from app.config import Settings, get_settings  # noqa: E402
 from app.db import create_engine, create_sessionmaker  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.models import ActivityLog, FileUpload, PaymentTransaction, User  # noqa: E402
+from app.models import (  # noqa: E402
+    ActivityLog,
+    FileUpload,
+    PaymentTransaction,
+    RevokedSession,
+    User,
+)
 from tests.workers import CeleryWorker  # noqa: E402
 
 pytest_plugins = ["tests.plugins.simulator"]
@@ -109,7 +115,7 @@ async def clean_state(
     use it through their conftest)."""
     yield
     async with db() as session:
-        for model in (ActivityLog, FileUpload, PaymentTransaction, User):
+        for model in (ActivityLog, FileUpload, PaymentTransaction, RevokedSession, User):
             await session.execute(delete(model))
         await session.commit()
     await support.clear_throttle(settings)

@@ -4,6 +4,7 @@ from app.models.activity_log import Action, ActivityLog
 from app.models.base import Base
 from app.models.file_upload import FileUpload, UploadStatus
 from app.models.payment_transaction import PaymentStatus, PaymentTransaction
+from app.models.revoked_session import RevokedSession
 from app.models.user import User
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "FileUpload",
     "PaymentStatus",
     "PaymentTransaction",
+    "RevokedSession",
     "UploadStatus",
     "User",
 ]

@@ -1,14 +1,16 @@
 """The browser pages: sign-in, registration, and the dashboard (Jinja2 + Bootstrap, no JS
 framework). They call the same services as the JSON API; only the presentation differs.
 
-The browser session is an HttpOnly, SameSite=Lax cookie holding the same JWT the API issues
-(Lax, not Strict: the person comes back from the gateway on a cross-site navigation). Every
-form carries a CSRF token (see app.csrf).
+The browser session is an HttpOnly, SameSite=Lax cookie holding a JWT the API accepts too
+(Lax, not Strict: the person comes back from the gateway on a cross-site navigation). It
+carries a session id, so `POST /logout` ends it for good, for the pages and the API alike
+(see app.services.auth). Every form carries a CSRF token in its body (see app.csrf).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -178,12 +180,14 @@ async def page_user(request: Request, session: SessionDep, settings: Settings) -
         return None
 
 
-def page_user_id(request: Request, settings: Settings) -> int | None:
-    """The id the session cookie's valid token names, without asking the database: for
-    routes whose own first query checks that the user is still active."""
+async def page_user_id(request: Request, session: SessionDep, settings: Settings) -> int | None:
+    """The id the session cookie's valid token names, for routes whose own first query
+    checks that the user is still active; None if the session was signed out."""
     token = request.cookies.get(SESSION_COOKIE)
     payload = decode_access_token(token, secret_key=settings.secret_key) if token else None
-    return payload.user_id if payload else None
+    if payload is None or await auth.session_revoked(session, payload):
+        return None
+    return payload.user_id
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -241,7 +245,7 @@ async def login_submit(request: Request, session: SessionDep, settings: Settings
             request, settings, "dashboard/login.html", context, status_code=exc.status_code
         )
     await session.commit()
-    token, lifetime = auth.issue_token(user, settings)
+    token, lifetime = auth.issue_browser_token(user, settings)
     response = redirect("/dashboard/")
     set_session(response, token, lifetime, settings)
     return response
@@ -289,16 +293,41 @@ async def register_submit(request: Request, session: SessionDep, settings: Setti
             request, settings, "dashboard/register.html", context, status_code=exc.status_code
         )
     await session.commit()
-    token, lifetime = auth.issue_token(user, settings)
+    token, lifetime = auth.issue_browser_token(user, settings)
     response = redirect("/dashboard/?welcome=1")
     set_session(response, token, lifetime, settings)
     return response
 
 
-@router.api_route("/logout", methods=["GET", "POST"], response_class=RedirectResponse)
-async def logout(settings: SettingsDep) -> Response:
+@router.get("/logout", response_class=HTMLResponse)
+async def logout_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """A page with the sign-out button: a GET (a link, an <img> on another site) signs
+    nobody out."""
+    user = await page_user(request, session, settings)
+    if user is None:
+        return redirect("/login")
+    return render(request, settings, "dashboard/logout.html", {"user": user})
+
+
+@router.post("/logout", response_class=RedirectResponse)
+async def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Sign out: this browser session's token is refused from now on, by the pages and the
+    API, in every process (CSRF-protected, so another site cannot sign anyone out)."""
+    form = await read_form(request)
+    csrf.check(request, settings, form.get(csrf.CSRF_FIELD))
+    token = request.cookies.get(SESSION_COOKIE)
+    payload = decode_access_token(token, secret_key=settings.secret_key) if token else None
+    if payload is not None:
+        await auth.end_browser_session(session, payload)
+        await session.commit()
     response = redirect("/login?logged_out=true")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.environment == "production",
+    )
     return response
 
 
@@ -323,7 +352,7 @@ async def dashboard(
     activity_page: int = Query(1, ge=1),
     payments_page: int = Query(1, ge=1),
 ) -> Response:
-    user_id = page_user_id(request, settings)
+    user_id = await page_user_id(request, session, settings)
     signed_in = (
         None
         if user_id is None
@@ -394,23 +423,32 @@ async def pay(
 
 
 @router.post("/dashboard/upload", response_class=RedirectResponse)
-async def upload(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    csrf_token: str | None = None,
-) -> Response:
-    # The token rides in the form's action URL, so it is checked before the body is read.
+async def upload(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """The form's multipart POST. Its CSRF token is the form field placed before the file
+    part (checked by the streaming parser before any of the file is read), or the
+    `X-CSRF-Token` header for a script; never a URL parameter."""
+    header_token = request.headers.get(csrf.CSRF_HEADER)
+
+    def check_token(fields: Mapping[str, str]) -> None:
+        csrf.check(request, settings, fields.get(csrf.CSRF_FIELD))
+
     try:
-        csrf.check(request, settings, csrf_token)
+        if header_token:
+            csrf.check(request, settings, header_token)
     except AppError:
         return redirect("/dashboard/?upload_error=csrf_failed")
-    user_id = page_user_id(request, settings)
+    user_id = await page_user_id(request, session, settings)
     if user_id is None:
         return redirect("/login")
     try:
         # Its first query checks that the user is still active (InvalidToken if not).
-        await receive_and_accept(request, session, settings, user_id)
+        await receive_and_accept(
+            request,
+            session,
+            settings,
+            user_id,
+            before_file=None if header_token else check_token,
+        )
     except InvalidToken:
         return redirect("/login")
     except AppError as exc:

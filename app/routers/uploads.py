@@ -57,9 +57,15 @@ UPLOAD_BODY = {
 
 
 async def receive_and_accept(
-    request: Request, session: AsyncSession, settings: Settings, user_id: int
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    user_id: int,
+    *,
+    before_file: storage.BeforeFile | None = None,
 ) -> FileUploadRead:
-    """The whole upload: used by the API route and the dashboard's form alike."""
+    """The whole upload: used by the API route and the dashboard's form alike (which passes
+    its CSRF check as `before_file`, see storage.receive_upload)."""
     right = await entitlement.check_upload_right(session, user_id, settings)
     length = request.headers.get("content-length")
     incoming = await storage.receive_upload(
@@ -69,6 +75,7 @@ async def receive_and_accept(
         field="file",
         max_bytes=settings.max_upload_bytes,
         media_root=settings.media_root,
+        before_file=before_file,
     )
     upload = await uploads.accept_upload(session, right=right, incoming=incoming, settings=settings)
     try:

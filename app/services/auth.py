@@ -1,13 +1,36 @@
-"""Sign-in: password check at a constant cost, throttling, token issue."""
+"""Sign-in: password check at a constant cost, throttling, token issue; browser sessions.
+
+Browser sessions and sign-out. The dashboard's cookie holds a JWT that the API accepts too,
+so signing out must make that token useless everywhere, in every API process. Each browser
+sign-in gets a random session id (the token's `sid` claim); `POST /logout` writes it to the
+`revoked_session` table with the token's own expiry, and every check of a token that carries
+a `sid` asks that table. API tokens (`POST /api/auth/token/`) carry no `sid` and are never
+looked up, so bearer requests pay nothing for this. Where a user query already runs (every
+`CurrentUser` route), the revocation test rides on it as an EXISTS in the same round trip.
+The table holds at most the sessions signed out within one token lifetime: each sign-out
+first deletes the rows whose tokens have expired anyway (indexed on `expires_at`).
+
+The database rather than Redis: it is the one store every deployment has (the embedded
+default runs without Redis) and a revocation must never be lost with a cache.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from sqlalchemy import Exists, delete, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.errors import InvalidCredentials, InvalidToken
-from app.models import Action, User
-from app.security import create_access_token, decode_access_token, verify_password
+from app.models import Action, RevokedSession, User
+from app.security import (
+    TokenPayload,
+    create_access_token,
+    decode_access_token,
+    new_session_id,
+    verify_password,
+)
 from app.services.activity import record_activity
 from app.services.throttle import LoginThrottle
 from app.services.users import get_by_username
@@ -49,11 +72,61 @@ def issue_token(user: User, settings: Settings) -> tuple[str, int]:
     )
 
 
+def issue_browser_token(user: User, settings: Settings) -> tuple[str, int]:
+    """A token for the dashboard's session cookie: like `issue_token`, plus a new session id
+    so that signing out can revoke it."""
+    return create_access_token(
+        user.id,
+        secret_key=settings.secret_key,
+        expires_minutes=settings.access_token_expire_minutes,
+        session_id=new_session_id(),
+    )
+
+
+def _revoked(session_id: str) -> Exists:
+    return exists().where(RevokedSession.sid == session_id)
+
+
+async def session_revoked(session: AsyncSession, payload: TokenPayload) -> bool:
+    """Whether the token's browser session was signed out (False for API tokens, unasked)."""
+    if payload.session_id is None:
+        return False
+    return bool(await session.scalar(select(_revoked(payload.session_id))))
+
+
+async def end_browser_session(session: AsyncSession, payload: TokenPayload) -> None:
+    """Sign the token's browser session out for good (flushed, not committed). Idempotent:
+    a second sign-out of the same session, in parallel too, changes nothing."""
+    if payload.session_id is None:
+        return
+    now = datetime.now(UTC)
+    await session.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+    await session.execute(
+        insert(RevokedSession)
+        .values(sid=payload.session_id, expires_at=payload.expires_at)
+        .prefix_with("OR IGNORE", dialect="sqlite")
+        .prefix_with("IGNORE", dialect="mysql")
+    )
+
+
+async def user_from_payload(session: AsyncSession, payload: TokenPayload) -> User:
+    """The active user a valid token names, in one round trip; InvalidToken if the user is
+    gone or deactivated, or the token's browser session was signed out."""
+    if payload.session_id is None:
+        user = await session.get(User, payload.user_id)
+    else:
+        query = select(User, _revoked(payload.session_id).label("revoked")).where(
+            User.id == payload.user_id
+        )
+        row = (await session.execute(query)).first()
+        user = None if row is None or row.revoked else row.User
+    if user is None or not user.is_active:
+        raise InvalidToken()
+    return user
+
+
 async def user_from_token(session: AsyncSession, token: str, settings: Settings) -> User:
     payload = decode_access_token(token, secret_key=settings.secret_key)
     if payload is None:
         raise InvalidToken()
-    user = await session.get(User, payload.user_id)
-    if user is None or not user.is_active:
-        raise InvalidToken()
-    return user
+    return await user_from_payload(session, payload)

@@ -16,7 +16,7 @@ import os
 import re
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -105,11 +105,23 @@ async def store(temp: Path, media_root: Path, relative: str) -> Path:
     return final
 
 
+#: Called with the text fields that came before the file part, just before its first byte is
+#: read (or at the end of a body without one); raising there refuses the upload.
+BeforeFile = Callable[[Mapping[str, str]], None]
+
+
 class _Receiver:
     """python-multipart callbacks: the `file` field goes to disk, chunk by chunk."""
 
-    def __init__(self, field: str, temp_path: Path, max_bytes: int) -> None:
+    def __init__(
+        self, field: str, temp_path: Path, max_bytes: int, before_file: BeforeFile | None = None
+    ) -> None:
         self.field = field
+        self.before_file = before_file
+        #: Text fields seen so far (kept only for `before_file`; each bounded, as are parts).
+        self.fields: dict[str, str] = {}
+        self._field_name: str | None = None
+        self._field_value = bytearray()
         self.temp_path = temp_path
         self.max_bytes = max_bytes
         self.hasher = hashlib.sha256()
@@ -156,10 +168,18 @@ class _Receiver:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
+        self._field_name = None if b"filename" in options else name
+        self._field_value.clear()
         if name == self.field and b"filename" in options and not self._file_seen:
+            self.run_before_file()
             self._in_file = True
             self._file_seen = True
             self.filename = options[b"filename"].decode("utf-8", "replace")
+
+    def run_before_file(self) -> None:
+        if self.before_file is not None:
+            check, self.before_file = self.before_file, None
+            check(self.fields)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         n = end - start
@@ -167,6 +187,8 @@ class _Receiver:
             self._field_bytes += n
             if self._field_bytes > MAX_FIELD_BYTES:
                 raise InvalidInput("A form field is too large")
+            if self.before_file is not None and self._field_name is not None:
+                self._field_value += data[start:end]
             return
         self.size += n
         if self.size > self.max_bytes:
@@ -176,6 +198,9 @@ class _Receiver:
         self.pending += chunk
 
     def on_part_end(self) -> None:
+        if self.before_file is not None and self._field_name is not None:
+            self.fields[self._field_name] = self._field_value.decode("utf-8", "replace")
+        self._field_name = None
         self._in_file = False
 
     def on_end(self) -> None:
@@ -195,12 +220,16 @@ async def receive_upload(
     field: str,
     max_bytes: int,
     media_root: Path,
+    before_file: BeforeFile | None = None,
 ) -> IncomingFile:
     """Stream a multipart body; the `field` file part lands in a temporary file.
 
     Refuses (413) as soon as the file passes `max_bytes`, or before reading anything when the
     declared Content-Length is already too large; 422 for a body that is not multipart or has
     no (or an empty) `field` file. On any refusal the temporary file is gone.
+
+    `before_file` (e.g. the browser form's CSRF check) sees the text fields sent before the
+    file part and runs before any of the file is read; what it raises refuses the upload.
     """
     mime, params = parse_options_header(content_type.encode("latin-1", "replace"))
     if mime != b"multipart/form-data" or b"boundary" not in params:
@@ -218,7 +247,7 @@ async def receive_upload(
     # Created by the first write, in the thread pool: creating it here blocked the event
     # loop on the filesystem (~1 ms a request on this machine's disk).
     temp_path = incoming_dir(media_root) / f"{uuid.uuid4().hex}.part"
-    receiver = _Receiver(field, temp_path, max_bytes)
+    receiver = _Receiver(field, temp_path, max_bytes, before_file)
     callbacks = {
         "on_part_begin": receiver.on_part_begin,
         "on_part_data": receiver.on_part_data,
@@ -239,6 +268,7 @@ async def receive_upload(
         parser.finalize()
         if not receiver.ended:
             raise FormParserError("the body ends before the closing boundary")
+        receiver.run_before_file()
         if receiver.pending:
             await to_thread.run_sync(_append, temp_path, bytes(receiver.pending))
     except FormParserError as exc:

@@ -154,6 +154,28 @@ async def test_wrong_password_is_reported_on_the_page(page: Page, shot: Shots) -
     await expect(page).to_have_url(re.compile(r"/dashboard/"))
 
 
+async def test_sign_out_ends_the_session_even_for_a_copied_cookie(
+    page: Page, shot: Shots, live: dict[str, Any]
+) -> None:
+    """The nav's Sign out is a POST form; afterwards a copy of the old session cookie, put
+    back into the browser, opens no page and the API refuses it too."""
+    await register(page)
+    old = [c for c in await page.context.cookies() if c["name"] == "session"]
+    assert len(old) == 1
+    await page.goto("/logout")  # a GET only shows the button
+    await expect(page.locator("#confirm-logout")).to_be_visible()
+    await page.goto("/dashboard/")
+    await expect(page.locator("#signed-in-as")).to_be_visible()
+    await page.click("#logout")
+    await expect(page).to_have_url(re.compile(r"/login\?logged_out=true$"))
+    await shot("signed-out")
+    await page.context.add_cookies(old)  # type: ignore[arg-type]
+    await page.goto("/dashboard/")
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    response = await page.request.get(f"{live['url']}/api/auth/me/")
+    assert response.status == 401
+
+
 async def test_cross_site_post_without_the_csrf_token_is_refused(
     page: Page, simulator_url: str, live: dict[str, Any]
 ) -> None:

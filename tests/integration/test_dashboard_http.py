@@ -72,8 +72,9 @@ async def test_upload_form_posts_and_a_deactivated_session_goes_to_login(
     await sign_in(client, user)
     page = await client.get("/dashboard/")
     action = upload_action(page.text)
+    form = {"csrf_token": csrf_from(page.text)}
     files = {"file": ("a.txt", b"one two three", "text/plain")}
-    accepted = await client.post(action, files=files)
+    accepted = await client.post(action, data=form, files=files)
     assert (accepted.status_code, accepted.headers["location"]) == (
         303,
         "/dashboard/?notice=uploaded",
@@ -81,7 +82,7 @@ async def test_upload_form_posts_and_a_deactivated_session_goes_to_login(
     assert await uploads_of(db, user.id) == 1
 
     await deactivate(db, user.id)
-    refused = await client.post(action, files=files)
+    refused = await client.post(action, data=form, files=files)
     assert (refused.status_code, refused.headers["location"]) == (303, "/login")
     assert await uploads_of(db, user.id) == 1
     stored = [p for p in settings.media_root.rglob("*") if p.is_file()]
@@ -125,9 +126,14 @@ async def test_upload_form_without_a_session_goes_to_login(
 ) -> None:
     await grant_payment(db, user.id)
     await sign_in(client, user)
-    action = upload_action((await client.get("/dashboard/")).text)
+    page = (await client.get("/dashboard/")).text
+    action = upload_action(page)
     client.cookies.delete("session")
-    resp = await client.post(action, files={"file": ("a.txt", b"one two", "text/plain")})
+    resp = await client.post(
+        action,
+        data={"csrf_token": csrf_from(page)},
+        files={"file": ("a.txt", b"one two", "text/plain")},
+    )
     assert (resp.status_code, resp.headers["location"]) == (303, "/login")
     assert await uploads_of(db, user.id) == 0
 
@@ -228,7 +234,8 @@ async def test_dashboard_pay_without_token_is_refused(
 
 async def test_logout_clears_the_session(client: AsyncClient, user: Account) -> None:
     await sign_in(client, user)
-    resp = await client.get("/logout")
+    token = csrf_from((await client.get("/dashboard/")).text)
+    resp = await client.post("/logout", data={"csrf_token": token})
     assert resp.headers["location"] == "/login?logged_out=true"
     assert 'session=""' in resp.headers["set-cookie"]
     assert (await client.get("/dashboard/")).headers["location"] == "/login"
