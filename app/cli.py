@@ -132,11 +132,23 @@ def _alembic_head() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+def configuration_problems(exc: ValidationError) -> str:
+    """One line per reason the settings were refused (the start-up refusals of SPEC §9
+    among them), each naming its variable."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error.get("loc", ())).upper()
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        for line in message.splitlines():
+            lines.append(f"  refused: {field}: {line}" if field else f"  refused: {line}")
+    return "\n".join(lines)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = get_settings()
     except ValidationError as exc:
-        return _fail(f"configuration: FAILED\n{exc}")
+        return _fail(f"configuration: FAILED\n{configuration_problems(exc)}")
     _print(f"configuration: ok (environment={settings.environment})")
     results = asyncio.run(_check(settings))
     for name, ok, detail in results:
@@ -291,7 +303,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = get_settings()  # a configuration error shows here, before any process starts
     except ValidationError as exc:
-        return _fail(f"configuration: FAILED\n{exc}")
+        return _fail(f"configuration: FAILED\n{configuration_problems(exc)}")
     configure_logging(settings.log_level, settings.log_format)
     return serve(serve_options(args))
 

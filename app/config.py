@@ -6,23 +6,32 @@ machine with nothing but Python: SQLite and media under `var/`, a filesystem Cel
 
 from __future__ import annotations
 
+import os
+import secrets
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The development-only signing key. Refused unless ENVIRONMENT=development.
-DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105
+#: Signing keys that anyone can read (they were once in this repository): refused in every
+#: environment, so nothing they sign is ever accepted.
+PUBLISHED_SECRET_KEYS = frozenset({"dev-only-insecure-secret-key-change-me"})
+MIN_SECRET_KEY_LENGTH = 32
 
-#: The public aamarPay sandbox credentials (published by aamarPay; not a secret).
+#: The public aamarPay sandbox (published by aamarPay; not a secret). Outside development
+#: these are refused unless AAMARPAY_ALLOW_SANDBOX=true.
 SANDBOX_STORE_ID = "aamarpaytest"
 SANDBOX_SIGNATURE_KEY = "dbb74894e82415a2f7ff0ec3a97e4183"  # noqa: S105
+SANDBOX_HOST = "sandbox.aamarpay.com"
 
 #: Local state of the embedded default (database, media, broker), relative to the working directory.
 VAR_DIR = Path("var")
+#: Development without SECRET_KEY: the key made on first start and reused afterwards.
+DEV_SECRET_KEY_FILE = VAR_DIR / "secret_key"
 
 
 class Settings(BaseSettings):
@@ -52,7 +61,9 @@ class Settings(BaseSettings):
     #: Folder of the embedded filesystem broker (only used when CELERY_BROKER_URL is empty).
     embedded_broker_dir: Path = VAR_DIR / "broker"
 
-    secret_key: str = DEV_SECRET_KEY
+    #: Required outside development. Development without one: read from (or first made in)
+    #: DEV_SECRET_KEY_FILE.
+    secret_key: str = ""
     access_token_expire_minutes: int = Field(default=60, ge=1)
 
     public_base_url: str = "http://127.0.0.1:8000"
@@ -60,6 +71,9 @@ class Settings(BaseSettings):
     aamarpay_base_url: str = "https://sandbox.aamarpay.com"
     aamarpay_store_id: str = SANDBOX_STORE_ID
     aamarpay_signature_key: str = SANDBOX_SIGNATURE_KEY
+    #: Outside development, the sandbox gateway and its public credentials are refused at
+    #: start-up unless this is true (a staging deployment).
+    aamarpay_allow_sandbox: bool = False
     aamarpay_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     aamarpay_read_timeout_seconds: float = Field(default=20.0, gt=0)
 
@@ -116,16 +130,50 @@ class Settings(BaseSettings):
         return value.resolve()
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secret(self) -> Settings:
-        if self.environment != "development" and self.secret_key == DEV_SECRET_KEY:
-            raise ValueError(
-                "SECRET_KEY is the development placeholder; set a real secret "
-                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
-                "or ENVIRONMENT=development"
-            )
-        if self.environment != "development" and len(self.secret_key) < 32:
-            raise ValueError("SECRET_KEY must be at least 32 characters outside development")
+    def _fail_closed(self) -> Settings:
+        """Refuse to start on any of `start_up_refusals()`; in development without a
+        SECRET_KEY, use the generated one."""
+        refusals = self.start_up_refusals()
+        if refusals:
+            raise ValueError("\n".join(refusals))
+        if not self.secret_key:
+            self.secret_key = development_secret_key(DEV_SECRET_KEY_FILE)
         return self
+
+    def start_up_refusals(self) -> list[str]:
+        """Why this configuration may not start (SPEC §3, §9 start-up), one line each."""
+        out: list[str] = []
+        if self.secret_key in PUBLISHED_SECRET_KEYS:
+            out.append(
+                "SECRET_KEY is a published placeholder, which anyone could sign with: set a "
+                f"real one{_MAKE_KEY}, or leave it unset in development to use a generated one"
+            )
+        if self.environment == "development":
+            return out
+        where = f"outside development (ENVIRONMENT={self.environment})"
+        if not self.secret_key:
+            out.append(f"SECRET_KEY is not set: it is required {where}{_MAKE_KEY}")
+        elif len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            out.append(
+                f"SECRET_KEY is too short: at least {MIN_SECRET_KEY_LENGTH} characters "
+                f"{where}{_MAKE_KEY}"
+            )
+        if not self.aamarpay_allow_sandbox:
+            allow = "set your merchant account's, or AAMARPAY_ALLOW_SANDBOX=true for staging"
+            if urlsplit(self.aamarpay_base_url).hostname == SANDBOX_HOST:
+                out.append(
+                    f"AAMARPAY_BASE_URL is the aamarPay sandbox, refused {where}: use the "
+                    f"live gateway, or AAMARPAY_ALLOW_SANDBOX=true for staging"
+                )
+            if self.aamarpay_store_id == SANDBOX_STORE_ID:
+                out.append(
+                    f"AAMARPAY_STORE_ID is the public sandbox store, refused {where}: {allow}"
+                )
+            if self.aamarpay_signature_key == SANDBOX_SIGNATURE_KEY:
+                out.append(
+                    f"AAMARPAY_SIGNATURE_KEY is the public sandbox key, refused {where}: {allow}"
+                )
+        return out
 
     @property
     def broker_url(self) -> str:
@@ -146,6 +194,38 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+_MAKE_KEY = " (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+
+
+def development_secret_key(path: Path) -> str:
+    """The key in `path`, made there first (random, file mode 0600) if there is none.
+
+    Processes starting together agree on one key: each writes its candidate to a private
+    file and hard-links it into place, which only the first can do; all then read the file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(candidate, path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ValueError(
+            f"{path} holds no usable key (under {MIN_SECRET_KEY_LENGTH} characters): "
+            "delete it and a new one is made"
+        )
+    return key
 
 
 @lru_cache

@@ -26,7 +26,7 @@ from app.routers import auth, dashboard, health, payments, uploads
 from app.services import filecache
 from app.services.aamarpay import make_http_client
 from app.services.filecache import FileChanges, FilePageCache
-from app.services.throttle import MemoryStore, RedisStore
+from app.services.throttle import ThrottleStore
 
 logger = logging.getLogger("app")
 
@@ -56,7 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.http = make_http_client(
         settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
     )
-    app.state.throttle_store = RedisStore(shared_redis) if shared_redis else MemoryStore()
+    app.state.throttle_store = ThrottleStore.for_redis(shared_redis)
     file_pages = FilePageCache(settings.file_list_cache_seconds)
     app.state.file_pages = file_pages
     app.state.file_changes = FileChanges(shared_redis, file_pages)

@@ -71,6 +71,8 @@ def stack(folder: Path) -> Iterator[dict[str, Any]]:
         "MAX_UPLOAD_BYTES": str(LIMIT),
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
         "AAMARPAY_BASE_URL": f"http://127.0.0.1:{sim_port}",
+        # The simulator knows only the public sandbox store.
+        "AAMARPAY_ALLOW_SANDBOX": "true",
         "LOG_LEVEL": "WARNING",
     }
     subprocess.run(  # noqa: S603

@@ -42,6 +42,8 @@ def test_env(run_dir: Path, database_url: str, redis_url: str) -> dict[str, str]
         "LOG_LEVEL": "WARNING",
         # Nothing may reach the real gateway from a test.
         "AAMARPAY_BASE_URL": "http://127.0.0.1:9",
+        # Tests pay through the simulator, which knows only the public sandbox store.
+        "AAMARPAY_ALLOW_SANDBOX": "true",
     }
 
 
@@ -139,10 +141,15 @@ def flush_redis(url: str) -> None:
 
 
 def fresh_store(store: Any) -> Any:
-    """A clean login-throttle store for a new test (memory) or the same one (Redis)."""
-    from app.services.throttle import MemoryStore
+    """A clean login-throttle store for a new test (memory) or the same one (Redis, which
+    clean_state empties); the in-memory stand-in behind Redis starts empty either way."""
+    from limits.aio.storage import MemoryStorage
 
-    return MemoryStore() if isinstance(store, MemoryStore) else store
+    from app.services.throttle import ThrottleStore
+
+    memory = MemoryStorage()
+    primary = memory if isinstance(store.primary, MemoryStorage) else store.primary
+    return ThrottleStore(primary, memory)
 
 
 async def clear_throttle(settings: Any) -> None:

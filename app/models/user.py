@@ -6,15 +6,25 @@ from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime, utcnow
+from app.usernames import MAX_CANONICAL_LENGTH
 
 
 class User(Base):
     __tablename__ = "user"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    #: Unique regardless of case (MariaDB's _ci collation; NOCASE on SQLite).
+    #: As the person typed it (surrounding whitespace removed): what pages show.
     username: Mapped[str] = mapped_column(
-        String(150).with_variant(String(150, collation="NOCASE"), "sqlite"), unique=True
+        String(150).with_variant(String(150, collation="NOCASE"), "sqlite")
+    )
+    #: app.usernames.canonical_username(username): the one form sign-in looks up, the
+    #: failed-login throttle counts and uniqueness is decided on. Byte comparison on both
+    #: databases, so neither adds equivalences of its own.
+    username_canonical: Mapped[str] = mapped_column(
+        String(MAX_CANONICAL_LENGTH).with_variant(
+            String(MAX_CANONICAL_LENGTH, collation="utf8mb4_bin"), "mysql", "mariadb"
+        ),
+        unique=True,
     )
     email: Mapped[str | None] = mapped_column(String(254), default=None)
     hashed_password: Mapped[str] = mapped_column(String(255))

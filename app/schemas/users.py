@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.schemas.common import AwareDatetime, ORMModel
+from app.usernames import MAX_CANONICAL_LENGTH, canonical_username
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]+$")
+#: Besides letters, their marks and digits (any script): these.
+USERNAME_PUNCTUATION = frozenset("_.@+-")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _COMMON_PASSWORDS = frozenset(
     {
@@ -39,9 +42,21 @@ Password = Annotated[str, Field(min_length=8, max_length=1024, examples=["a long
 
 
 def validate_username(value: str) -> str:
+    """The name as it will be shown (surrounding whitespace removed). Letters, digits and
+    @ . + - _ only, judged after NFKC (so full-width letters are letters; spaces, controls
+    and invisible characters are refused); its canonical form must be non-empty."""
     value = value.strip()
-    if not USERNAME_RE.match(value):
+    allowed = all(
+        c in USERNAME_PUNCTUATION or unicodedata.category(c)[0] in "LMN"
+        for c in unicodedata.normalize("NFKC", value)
+    )
+    if not value or not allowed:
         raise ValueError("may contain only letters, digits and @ . + - _")
+    canonical = canonical_username(value)
+    if not canonical or unicodedata.category(canonical[0])[0] == "M":
+        raise ValueError("must start with a letter, a digit or @ . + - _")
+    if len(canonical) > MAX_CANONICAL_LENGTH:
+        raise ValueError(f"is longer than {MAX_CANONICAL_LENGTH} characters once normalised")
     return value
 
 

@@ -48,17 +48,19 @@ async def authenticate(
 ) -> User:
     """The active user with these credentials, else InvalidCredentials (or TooManyRequests).
 
-    An unknown username, a wrong password and an inactive account (or, with `staff_only`, a
-    non-staff one) cost the same argon2 verification, count as the same failed attempt and
-    give the same answer. The `login` activity row is added (not committed).
+    The attempt is counted by the throttle before anything else, so a refused one (429)
+    reaches neither the database nor the password check. An unknown username, a wrong
+    password and an inactive account (or, with `staff_only`, a non-staff one) cost the same
+    argon2 verification, stay counted as the same failed attempt and give the same answer.
+    The username is matched in its canonical form (app/usernames.py), the one the throttle
+    counts. The `login` activity row is added (not committed).
     """
-    await throttle.check(username, address)
+    attempt = await throttle.attempt(username, address)
     user = await get_by_username(session, username)
     ok = await verify_password(password, user.hashed_password if user else None)
     if not ok or user is None or not user.is_active or (staff_only and not user.is_staff):
-        await throttle.failed(username, address)
         raise InvalidCredentials()
-    await throttle.succeeded(username)
+    await attempt.succeeded()
     extra = {"via": via} if via else {}
     record_activity(session, user_id=user.id, action=Action.LOGIN, address=address, **extra)
     return user

@@ -10,10 +10,17 @@ from app.errors import Conflict
 from app.models import Action, User
 from app.security import hash_password
 from app.services.activity import record_activity
+from app.usernames import canonical_username
+
+TAKEN = "This username is already taken"
 
 
 async def get_by_username(session: AsyncSession, username: str) -> User | None:
-    result: User | None = await session.scalar(select(User).where(User.username == username))
+    """The account this name means, in its canonical form (app/usernames.py): `Alice`,
+    `alice ` and `álice` all find `alice`."""
+    result: User | None = await session.scalar(
+        select(User).where(User.username_canonical == canonical_username(username))
+    )
     return result
 
 
@@ -28,13 +35,16 @@ async def create_user(
 ) -> User:
     """Add a user (flushed, not committed) and its `registered` activity row.
 
-    Raises Conflict(`username_taken`) when the name exists, including when a concurrent
-    registration wins the race on the unique index.
+    Raises Conflict(`username_taken`) when the name's canonical form exists (so a name that
+    differs from an existing one only in case, width, accents or surrounding whitespace),
+    including when a concurrent registration wins the race on the unique index.
     """
+    username = username.strip()
     if await get_by_username(session, username) is not None:
-        raise Conflict("This username is already taken", code="username_taken")
+        raise Conflict(TAKEN, code="username_taken")
     user = User(
         username=username,
+        username_canonical=canonical_username(username),
         email=email,
         hashed_password=await hash_password(password),
         is_active=True,
@@ -46,6 +56,6 @@ async def create_user(
         await session.flush()
     except IntegrityError as exc:
         await session.rollback()
-        raise Conflict("This username is already taken", code="username_taken") from exc
+        raise Conflict(TAKEN, code="username_taken") from exc
     record_activity(session, user_id=user.id, action=Action.REGISTERED)
     return user

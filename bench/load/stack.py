@@ -187,6 +187,8 @@ class Stack:
             "MEDIA_ROOT": str(self.media_root),
             "PUBLIC_BASE_URL": self.api_url,
             "AAMARPAY_BASE_URL": self.sim_url,
+            # The simulator knows only the public sandbox store.
+            "AAMARPAY_ALLOW_SANDBOX": "true",
             # The load has its own users hammering logins from one address.
             "LOGIN_ADDRESS_FAILURE_LIMIT": "1000",
             "PYTHONUNBUFFERED": "1",

@@ -93,6 +93,8 @@ def project(workdir: Path, parity_database: str, parity_redis: str) -> ComposePr
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
         # The offline profile, as the README says: the gateway simulator by service name.
         "AAMARPAY_BASE_URL": f"http://simulator:{SIMULATOR_PORT}",
+        # ... which knows only the public sandbox store: a staging deployment.
+        "AAMARPAY_ALLOW_SANDBOX": "true",
         "LOG_LEVEL": "INFO",
         # So that beat has something to send within the test.
         "RECONCILE_INTERVAL_SECONDS": "1",
@@ -137,14 +139,14 @@ def test_compose_services_run_natively(project: ComposeProject, workdir: Path) -
         assert native.env["ENVIRONMENT"] == "production"
         assert native.env["MEDIA_ROOT"] == str(workdir / "media")
 
-    # 1. `cp .env.example .env` alone: the placeholder secret is refused, loudly.
-    placeholder = deploy.read_env_file(deploy.ENV_EXAMPLE)["SECRET_KEY"]
-    refused = dataclasses.replace(project, dotenv={**project.dotenv, "SECRET_KEY": placeholder})
+    # 1. `cp .env.example .env` alone: no secret, so nothing starts, loudly.
+    unset = deploy.read_env_file(deploy.ENV_EXAMPLE)["SECRET_KEY"]
+    refused = dataclasses.replace(project, dotenv={**project.dotenv, "SECRET_KEY": unset})
     (workdir / "logs" / "refused").mkdir()
     with NativeStack(refused, workdir / "logs" / "refused") as refused_stack:
         code, output = refused_stack.run_once("migrate", timeout=120)
     assert code != 0
-    assert "SECRET_KEY is the development placeholder" in output, output
+    assert "SECRET_KEY is not set" in output, output
 
     with NativeStack(project, workdir / "logs") as stack:
         # 2. With a real secret: migrate runs to completion ...

@@ -27,7 +27,12 @@ from packaging.version import Version
 from pydantic import ValidationError
 
 from app import serve
-from app.config import DEV_SECRET_KEY, SANDBOX_SIGNATURE_KEY, SANDBOX_STORE_ID, Settings
+from app.config import (
+    PUBLISHED_SECRET_KEYS,
+    SANDBOX_SIGNATURE_KEY,
+    SANDBOX_STORE_ID,
+    Settings,
+)
 from tests import deploy
 from tests.deploy import API_SERVER, ASGI_APP, CELERY_APP
 
@@ -442,10 +447,14 @@ def as_settings(env: dict[str, str]) -> Settings:
     return Settings.model_validate(known)
 
 
-def test_env_example_works_for_development_as_it_is(dotenv: dict[str, str]) -> None:
+def test_env_example_works_for_development_as_it_is(
+    dotenv: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where var/secret_key is made
     settings = as_settings(dotenv)
     assert settings.environment == "development"
-    assert settings.secret_key == DEV_SECRET_KEY
+    assert dotenv["SECRET_KEY"] == ""
+    assert settings.secret_key == (tmp_path / "var" / "secret_key").read_text().strip()
     assert settings.aamarpay_store_id == SANDBOX_STORE_ID
     assert settings.aamarpay_signature_key == SANDBOX_SIGNATURE_KEY
 
@@ -454,19 +463,27 @@ def compose_app_env(resolved: dict[str, Any], dotenv: dict[str, str], name: str)
     return {**dotenv, **deploy.service_environment(services(resolved)[name])}
 
 
-def test_compose_refuses_the_placeholder_secret(
+def test_compose_refuses_to_start_without_a_secret_or_on_the_sandbox(
     resolved: dict[str, Any], dotenv: dict[str, str]
 ) -> None:
-    """`cp .env.example .env` alone is not a deployment: the placeholder key is refused."""
+    """`cp .env.example .env` alone is not a deployment: no key, and the sandbox gateway."""
     for name in APP_SERVICES:
-        with pytest.raises(ValidationError, match="SECRET_KEY is the development placeholder"):
+        with pytest.raises(ValidationError) as refused:
             as_settings(compose_app_env(resolved, dotenv, name))
+        message = str(refused.value)
+        assert "SECRET_KEY is not set" in message
+        assert "AAMARPAY_BASE_URL is the aamarPay sandbox" in message
+        assert "AAMARPAY_STORE_ID is the public sandbox store" in message
+    with_key = {**dotenv, "SECRET_KEY": "x" * 48}
+    with pytest.raises(ValidationError, match="AAMARPAY_SIGNATURE_KEY is the public sandbox"):
+        as_settings(compose_app_env(resolved, with_key, "api"))
 
 
 def test_compose_environment_is_valid_once_the_secret_is_set(
     resolved: dict[str, Any], dotenv: dict[str, str]
 ) -> None:
-    edited = {**dotenv, "SECRET_KEY": "x" * 48}
+    # A staging deployment on the sandbox (live credentials would do instead).
+    edited = {**dotenv, "SECRET_KEY": "x" * 48, "AAMARPAY_ALLOW_SANDBOX": "true"}
     for name in APP_SERVICES:
         settings = as_settings(compose_app_env(resolved, edited, name))
         assert settings.environment == "production"
@@ -492,7 +509,8 @@ PUBLIC_VALUES = {SANDBOX_STORE_ID, SANDBOX_SIGNATURE_KEY}
 
 
 def is_placeholder(value: str) -> bool:
-    return value == DEV_SECRET_KEY or "change-me" in value
+    """Unset, or a value that says it is one (none of them signs anything: app/config.py)."""
+    return value == "" or value in PUBLISHED_SECRET_KEYS or "change-me" in value
 
 
 def entropy(text: str) -> float:
