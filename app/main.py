@@ -26,6 +26,7 @@ from app.services import filecache
 from app.services.aamarpay import make_http_client
 from app.services.filecache import FileChanges, FilePageCache
 from app.services.throttle import MemoryStore, RedisStore
+from app.services.upload_slots import MemorySlots, RedisSlots
 
 logger = logging.getLogger("app")
 
@@ -56,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
     )
     app.state.throttle_store = RedisStore(shared_redis) if shared_redis else MemoryStore()
+    app.state.upload_slots = RedisSlots(shared_redis) if shared_redis else MemorySlots()
     file_pages = FilePageCache(settings.file_list_cache_seconds)
     app.state.file_pages = file_pages
     app.state.file_changes = FileChanges(shared_redis, file_pages)

@@ -73,6 +73,8 @@ UPLOAD_ERRORS = {
     "validation_error": "Choose a non-empty file to upload.",
     "payment_required": "Pay for upload access first.",
     "csrf_failed": "The form had expired; please try again.",
+    "upload_timeout": "The upload stalled (no data arrived for a while); please try again.",
+    "too_many_requests": "You have several uploads in progress; wait for one to finish.",
 }
 NOTICES = {
     "uploaded": ("success", "Uploaded. The word count appears here as soon as it is ready."),
