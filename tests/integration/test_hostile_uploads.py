@@ -456,6 +456,20 @@ def main_part_bomb() -> bytes:
     )
 
 
+def near_budget_docx() -> bytes:
+    """As heavy as the upload check lets through: ~480,000 paragraphs with a random
+    revision id each, as Word writes them (an estimated tree just under the budget)."""
+    units = b"".join(
+        b'<w:p w:rsidR="' + os.urandom(4).hex().encode() + b'"/>' for _ in range(480_000)
+    )
+    return repack(
+        docx_bytes(),
+        edit={
+            "word/document.xml": lambda b: b.replace(b"<w:body>", b"<w:body>" + units, 1),
+        },
+    )
+
+
 async def test_a_header_bomb_is_refused_at_upload(
     client: httpx.AsyncClient, paid: Account, db: Sessions, settings: Settings
 ) -> None:
@@ -589,6 +603,12 @@ async def test_the_worker_stays_under_512_mib_and_goes_on(
         heavy = await plant(db, settings, paid.id, main_part_bomb())
         enqueue_count(heavy)
         refused = await settled(db, heavy)
+        # The heaviest document the upload check accepts is counted within the bound.
+        resp = await client.post(
+            "/api/upload/", files={"file": ("heavy.docx", near_budget_docx())}, headers=paid.headers
+        )
+        assert resp.status_code == 202, resp.text
+        heaviest = await settled(db, resp.json()["id"])
         # And the next person's job is done as usual.
         resp = await client.post(
             "/api/upload/",
@@ -597,12 +617,14 @@ async def test_the_worker_stays_under_512_mib_and_goes_on(
         )
         assert resp.status_code == 202, resp.text
         following = await settled(db, resp.json()["id"])
+    assert watcher.peaks, "no worker process was seen"
+    assert max(watcher.peaks.values()) < 512 * 1024, watcher.peaks
     assert counted.status == UploadStatus.COMPLETED, counted.error
     assert counted.word_count == 5
     assert refused.status == UploadStatus.FAILED
     assert refused.error is not None
     assert "too large" in refused.error
+    assert heaviest.status == UploadStatus.COMPLETED, heaviest.error
+    assert heaviest.word_count == 5
     assert following.status == UploadStatus.COMPLETED
     assert following.word_count == 5
-    assert watcher.peaks, "no worker process was seen"
-    assert max(watcher.peaks.values()) < 512 * 1024, watcher.peaks
