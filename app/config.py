@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     uploads_per_payment: int = Field(default=0, ge=0)
 
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    #: An upload whose body sends nothing for this long is dropped (408 upload_timeout).
+    upload_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Uploads of one person being received at the same moment (one more: 429).
+    max_concurrent_uploads_per_user: int = Field(default=3, ge=1)
     #: How long an API process may answer `GET /api/files/` from memory (needs Redis, which
     #: carries the change announcements; 0 turns the cache off). See app/services/filecache.py.
     file_list_cache_seconds: float = Field(default=5.0, ge=0)

@@ -107,6 +107,12 @@ class InvalidInput(AppError):
     default_detail = "Invalid input"
 
 
+class UploadTimeout(AppError):
+    status_code = 408
+    code = "upload_timeout"
+    default_detail = "The upload stalled: no data arrived in time"
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = "too_many_requests"
@@ -150,6 +156,7 @@ _STATUS_CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "upload_timeout",
     409: "conflict",
     413: "file_too_large",
     415: "unsupported_file_type",

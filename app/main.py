@@ -27,6 +27,7 @@ from app.services import filecache
 from app.services.aamarpay import make_http_client
 from app.services.filecache import FileChanges, FilePageCache
 from app.services.throttle import ThrottleStore
+from app.services.upload_slots import MemorySlots, RedisSlots
 
 logger = logging.getLogger("app")
 
@@ -57,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
     )
     app.state.throttle_store = ThrottleStore.for_redis(shared_redis)
+    app.state.upload_slots = RedisSlots(shared_redis) if shared_redis else MemorySlots()
     file_pages = FilePageCache(settings.file_list_cache_seconds)
     app.state.file_pages = file_pages
     app.state.file_changes = FileChanges(shared_redis, file_pages)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from app import csrf
 from app.config import Settings
+from app.db import session_scope
 from app.deps import (
     SESSION_COOKIE,
     GatewayDep,
@@ -75,6 +76,8 @@ UPLOAD_ERRORS = {
     "validation_error": "Choose a non-empty file to upload.",
     "payment_required": "Pay for upload access first.",
     "csrf_failed": "The form had expired; please try again.",
+    "upload_timeout": "The upload stalled (no data arrived for a while); please try again.",
+    "too_many_requests": "You have several uploads in progress; wait for one to finish.",
 }
 NOTICES = {
     "uploaded": ("success", "Uploaded. The word count appears here as soon as it is ready."),
@@ -180,14 +183,18 @@ async def page_user(request: Request, session: SessionDep, settings: Settings) -
         return None
 
 
-async def page_user_id(request: Request, session: SessionDep, settings: Settings) -> int | None:
+async def page_user_id(request: Request, settings: Settings) -> int | None:
     """The id the session cookie's valid token names, for routes whose own first query
-    checks that the user is still active; None if the session was signed out."""
+    checks that the user is still active; None if the session was signed out. The sign-out
+    check runs in a short session of its own: the form upload must not hold a pooled
+    connection while its body arrives."""
     token = request.cookies.get(SESSION_COOKIE)
     payload = decode_access_token(token, secret_key=settings.secret_key) if token else None
-    if payload is None or await auth.session_revoked(session, payload):
+    if payload is None:
         return None
-    return payload.user_id
+    async for session in session_scope(request.app.state.sessionmaker):
+        revoked = await auth.session_revoked(session, payload)
+    return None if revoked else payload.user_id
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -352,7 +359,7 @@ async def dashboard(
     activity_page: int = Query(1, ge=1),
     payments_page: int = Query(1, ge=1),
 ) -> Response:
-    user_id = await page_user_id(request, session, settings)
+    user_id = await page_user_id(request, settings)
     signed_in = (
         None
         if user_id is None
@@ -437,7 +444,7 @@ async def upload(request: Request, session: SessionDep, settings: SettingsDep) -
             csrf.check(request, settings, header_token)
     except AppError:
         return redirect("/dashboard/?upload_error=csrf_failed")
-    user_id = await page_user_id(request, session, settings)
+    user_id = await page_user_id(request, settings)
     if user_id is None:
         return redirect("/login")
     try:

@@ -8,7 +8,7 @@ from typing import Annotated
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import FileResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import session_scope
@@ -20,13 +20,15 @@ from app.errors import (
     NotAuthenticated,
     NotFound,
     PaymentRequired,
+    TooManyRequests,
     UnsupportedFileType,
+    UploadTimeout,
     responses,
 )
 from app.models import UploadStatus
 from app.schemas.common import Page
 from app.schemas.uploads import ActivityRead, FileUploadRead
-from app.services import activity, entitlement, storage, uploads
+from app.services import activity, entitlement, storage, upload_slots, uploads
 from app.services.filecache import FilePageCache
 from app.tasks.wordcount import enqueue_count
 
@@ -65,24 +67,44 @@ async def receive_and_accept(
     before_file: storage.BeforeFile | None = None,
 ) -> FileUploadRead:
     """The whole upload: used by the API route and the dashboard's form alike (which passes
-    its CSRF check as `before_file`, see storage.receive_upload)."""
-    right = await entitlement.check_upload_right(session, user_id, settings)
-    length = request.headers.get("content-length")
-    incoming = await storage.receive_upload(
-        request.stream(),
-        request.headers.get("content-type", ""),
-        content_length=int(length) if length and length.isdigit() else None,
-        field="file",
-        max_bytes=settings.max_upload_bytes,
-        media_root=settings.media_root,
-        before_file=before_file,
-    )
-    upload = await uploads.accept_upload(session, right=right, incoming=incoming, settings=settings)
-    try:
-        await session.commit()
-    except BaseException:
-        uploads.discard_stored(upload, settings)
-        raise
+    its CSRF check as `before_file`, see storage.receive_upload).
+
+    No database connection is held while the body arrives (a stalled body would hold it for
+    as long as the client likes): the upload right is checked in a short session of its own,
+    closed before the first byte is read, and `session` (lazy: it has not touched the pool
+    yet) is used only once the file is stored. The person holds one of their upload slots
+    from before the check until the row is committed.
+    """
+    slots: upload_slots.SlotStore = request.app.state.upload_slots
+    async with upload_slots.upload_slot(
+        slots,
+        user_id,
+        limit=settings.max_concurrent_uploads_per_user,
+        idle_timeout=settings.upload_idle_timeout_seconds,
+    ) as slot:
+        sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        async with sessionmaker() as check_session:
+            right = await entitlement.check_upload_right(check_session, user_id, settings)
+        length = request.headers.get("content-length")
+        incoming = await storage.receive_upload(
+            request.stream(),
+            request.headers.get("content-type", ""),
+            content_length=int(length) if length and length.isdigit() else None,
+            field="file",
+            max_bytes=settings.max_upload_bytes,
+            media_root=settings.media_root,
+            idle_timeout=settings.upload_idle_timeout_seconds,
+            on_chunk=slot.keep_alive,
+            before_file=before_file,
+        )
+        upload = await uploads.accept_upload(
+            session, right=right, incoming=incoming, settings=settings
+        )
+        try:
+            await session.commit()
+        except BaseException:
+            uploads.discard_stored(upload, settings)
+            raise
     await request.app.state.file_changes.announce(user_id)
     # Only now, with the row committed, may a worker see the job.
     try:
@@ -100,14 +122,22 @@ async def receive_and_accept(
     response_model=FileUploadRead,
     openapi_extra=UPLOAD_BODY,
     responses=responses(
-        NotAuthenticated, PaymentRequired, FileTooLarge, UnsupportedFileType, InvalidInput
+        NotAuthenticated,
+        PaymentRequired,
+        UploadTimeout,
+        FileTooLarge,
+        UnsupportedFileType,
+        InvalidInput,
+        TooManyRequests,
     ),
 )
 async def upload_file(
     request: Request, user_id: TokenUserId, session: SessionDep, settings: SettingsDep
 ) -> FileUploadRead:
     """Upload a `.txt` or `.docx` file (multipart field `file`). Answers 202 at once with
-    `status: "processing"`; a worker then counts the words."""
+    `status: "processing"`; a worker then counts the words. A body that sends nothing for
+    `UPLOAD_IDLE_TIMEOUT_SECONDS` is dropped (408); one upload more than
+    `MAX_CONCURRENT_UPLOADS_PER_USER` of yours in flight is refused (429)."""
     # The upload right's query also checks that the user is still active.
     return await receive_and_accept(request, session, settings, user_id)
 

@@ -13,11 +13,13 @@ follows. An empty file is accepted as "utf-8"; refusing empty uploads is the cal
 
 ``check_docx`` looks at the zip's own bookkeeping, two small parts and one streamed read: the
 archive must start like a zip, list ``[Content_Types].xml``, ``_rels/.rels`` and
-``word/document.xml``, declare a total uncompressed size under a limit and no member with an
-absurd compression ratio (zip bomb); ``word/document.xml`` must be the package's main part,
-declared as a WordprocessingML document (not a template or macro-enabled file), inflate to its
-declared size with a good CRC (read in blocks, never more than declared) and be transitional
-WordprocessingML (what Word writes by default and python-docx reads).
+``word/document.xml``, declare a total uncompressed size under a limit and no member, of any
+size, with an absurd compression ratio (zip bomb); ``word/document.xml`` must be the package's
+main part, declared as a WordprocessingML document (not a template or macro-enabled file),
+inflate to its declared size with a good CRC (read in blocks, never more than declared), be
+transitional WordprocessingML (what Word writes by default and python-docx reads), and be
+small enough in elements, attributes and bytes that the worker's parse fits
+DOCX_PARSE_BUDGET_BYTES.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ import zipfile
 import zlib
 from typing import BinaryIO, Final
 
-__all__ = ["UnsupportedContentError", "check_docx", "check_txt"]
+__all__ = [
+    "DOCX_PARSE_BUDGET_BYTES",
+    "UnsupportedContentError",
+    "XmlParseCost",
+    "check_docx",
+    "check_txt",
+]
 
 StrPath = str | os.PathLike[str]
 
@@ -150,8 +158,10 @@ _DOCUMENT: Final = "word/document.xml"
 _CONTENT_TYPES: Final = "[Content_Types].xml"
 _PACKAGE_RELS: Final = "_rels/.rels"
 _MAX_MEMBERS: Final = 10_000
-#: Members smaller than this are not checked for their ratio: they cannot hurt.
-_RATIO_EXEMPT_BYTES: Final = 1 << 20
+#: Every member, whatever its size, must unpack to at most `max_ratio` times its compressed
+#: size plus this much: small parts of a real document can compress several hundred to one
+#: (a page of one repeated word does), a zip bomb's members unpack far beyond it.
+_RATIO_SLACK_BYTES: Final = 256 * 1024
 _MAX_SMALL_PART_BYTES: Final = 1 << 20
 _SUPPORTED_COMPRESSION: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _MAIN_CONTENT_TYPE: Final = (
@@ -170,6 +180,55 @@ _OFFICE_DOCUMENT_REL: Final = b"/relationships/officeDocument"
 _NOT_WORD: Final = "not a Word document"
 
 
+#: What parsing a document's main part may cost a worker (SPEC §6: no worker above 512 MiB
+#: because of one upload; a worker process starts at ~100-150 MiB).
+DOCX_PARSE_BUDGET_BYTES: Final = 256 * 1024 * 1024
+# lxml's tree, measured on python-docx's parser (CPython 3.11, lxml 5/6, 64-bit): ~140-150
+# bytes per element, ~250 per attribute (a node of its own plus one for its value), text
+# about its size; add the part's bytes while they are parsed and the text the count
+# gathers. `<w:p/>` repeated costs ~25 times its size, `<p a="" b=""…/>` ~45 times.
+_COST_PER_ELEMENT: Final = 160
+_COST_PER_ATTRIBUTE: Final = 260
+_COST_PER_BYTE: Final = 4
+
+
+class XmlParseCost:
+    """An upper estimate of the memory an lxml tree of some XML takes, from one pass over its
+    bytes in blocks (constant memory): elements are the ``<`` that do not start an end tag,
+    attributes at most the ``=`` signs."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._opens = 0
+        self._closes = 0
+        self._equals = 0
+        self._last = b""
+
+    def feed(self, block: bytes) -> None:
+        if not block:
+            return
+        self.size += len(block)
+        self._opens += block.count(b"<")
+        self._closes += block.count(b"</") + (self._last == b"<" and block[:1] == b"/")
+        self._equals += block.count(b"=")
+        self._last = block[-1:]
+
+    @property
+    def estimate(self) -> int:
+        elements = self._opens - self._closes
+        return (
+            elements * _COST_PER_ELEMENT
+            + self._equals * _COST_PER_ATTRIBUTE
+            + self.size * _COST_PER_BYTE
+        )
+
+    def too_large_message(self, budget: int) -> str:
+        return (
+            f"the document is too large to count: its main part would take about "
+            f"{self.estimate >> 20} MiB of memory to read (limit {budget >> 20} MiB)"
+        )
+
+
 def _check_members(
     infos: list[zipfile.ZipInfo], max_uncompressed_bytes: int, max_ratio: int
 ) -> None:
@@ -185,9 +244,7 @@ def _check_members(
             raise UnsupportedContentError(f"{_NOT_WORD}: the archive is encrypted")
         if info.compress_type not in _SUPPORTED_COMPRESSION:
             raise UnsupportedContentError(f"{_NOT_WORD}: unsupported compression method")
-        if info.file_size > _RATIO_EXEMPT_BYTES and info.file_size > max_ratio * max(
-            info.compress_size, 1
-        ):
+        if info.file_size > max_ratio * info.compress_size + _RATIO_SLACK_BYTES:
             raise UnsupportedContentError(
                 f"{_NOT_WORD}: {info.filename} has a suspicious compression ratio"
             )
@@ -230,16 +287,21 @@ def _check_package_relationships(archive: zipfile.ZipFile) -> None:
     raise UnsupportedContentError(f"{_NOT_WORD}: its main part is not word/document.xml")
 
 
-def _check_document_part(archive: zipfile.ZipFile) -> None:
-    """Inflate word/document.xml in blocks: sizes and CRC must match what the zip declares."""
+def _check_document_part(archive: zipfile.ZipFile, parse_budget: int) -> None:
+    """Inflate word/document.xml in blocks: sizes and CRC must match what the zip declares,
+    and reading it into a tree (what the word count does) must fit `parse_budget`."""
     info = archive.getinfo(_DOCUMENT)
     read = 0
     head = b""
+    cost = XmlParseCost()
     with archive.open(info) as member:  # never yields more than the declared size
         while block := member.read(1 << 16):
             if len(head) < 4096:
                 head += block[:4096]
             read += len(block)
+            cost.feed(block)
+            if cost.estimate > parse_budget:
+                raise UnsupportedContentError(cost.too_large_message(parse_budget))
     if read != info.file_size:
         raise UnsupportedContentError(f"{_NOT_WORD}: word/document.xml is truncated")
     if b"<" not in head or _TRANSITIONAL_NS not in head:
@@ -254,8 +316,10 @@ def check_docx(
     *,
     max_uncompressed_bytes: int = 200 * 1024 * 1024,
     max_ratio: int = 100,
+    parse_budget: int = DOCX_PARSE_BUDGET_BYTES,
 ) -> None:
-    """Raise UnsupportedContentError unless ``path`` looks like a sane Word document."""
+    """Raise UnsupportedContentError unless ``path`` looks like a sane Word document whose
+    main part the word count can read within ``parse_budget`` bytes of memory."""
     with open(path, "rb") as stream:
         if stream.read(4) != b"PK\x03\x04":
             raise UnsupportedContentError(f"{_NOT_WORD}: the file is not a zip archive")
@@ -265,7 +329,7 @@ def check_docx(
                 _check_members(archive.infolist(), max_uncompressed_bytes, max_ratio)
                 _check_content_types(archive)
                 _check_package_relationships(archive)
-                _check_document_part(archive)
+                _check_document_part(archive, parse_budget)
         except UnsupportedContentError:
             raise
         except (

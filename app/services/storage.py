@@ -16,15 +16,16 @@ import os
 import re
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import anyio
 from anyio import to_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.errors import FileTooLarge, InvalidInput
+from app.errors import FileTooLarge, InvalidInput, UploadTimeout
 
 INCOMING = ".incoming"
 #: Bytes gathered before one write to disk (off the event loop).
@@ -207,6 +208,26 @@ class _Receiver:
         self.ended = True
 
 
+async def _chunks_with_idle_timeout(
+    stream: AsyncIterator[bytes], idle_timeout: float | None
+) -> AsyncIterator[bytes]:
+    """The body's chunks; UploadTimeout (408) when the client sends nothing for
+    `idle_timeout` seconds (each wait for the next chunk is bounded, so a stalled body can
+    hold nothing for longer than that)."""
+    iterator = aiter(stream)
+    while True:
+        try:
+            with anyio.fail_after(idle_timeout):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadTimeout(
+                f"No data arrived for {idle_timeout:g} seconds; the upload was dropped"
+            ) from None
+        yield chunk
+
+
 def _append(path: Path, data: bytes) -> None:
     with path.open("ab") as fh:
         fh.write(data)
@@ -221,12 +242,16 @@ async def receive_upload(
     max_bytes: int,
     media_root: Path,
     before_file: BeforeFile | None = None,
+    idle_timeout: float | None = None,
+    on_chunk: Callable[[], Awaitable[None]] | None = None,
 ) -> IncomingFile:
     """Stream a multipart body; the `field` file part lands in a temporary file.
 
     Refuses (413) as soon as the file passes `max_bytes`, or before reading anything when the
     declared Content-Length is already too large; 422 for a body that is not multipart or has
-    no (or an empty) `field` file. On any refusal the temporary file is gone.
+    no (or an empty) `field` file; 408 when the body stalls for `idle_timeout` seconds. On
+    any refusal the temporary file is gone. `on_chunk` is awaited after each chunk (outside
+    the idle timeout).
 
     `before_file` (e.g. the browser form's CSRF check) sees the text fields sent before the
     file part and runs before any of the file is read; what it raises refuses the upload.
@@ -260,8 +285,10 @@ async def receive_upload(
     }
     try:
         parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
-        async for chunk in stream:
+        async for chunk in _chunks_with_idle_timeout(stream, idle_timeout):
             parser.write(chunk)
+            if on_chunk is not None:
+                await on_chunk()
             if len(receiver.pending) >= WRITE_BATCH:
                 data, receiver.pending = bytes(receiver.pending), bytearray()
                 await to_thread.run_sync(_append, temp_path, data)

@@ -38,8 +38,8 @@ KINDS = {
 }
 #: A job that a worker has started this many times without finishing is given up.
 MAX_ATTEMPTS = 5
-#: Zip-bomb guard for .docx: total declared uncompressed size. python-docx's tree takes about
-#: ten times the XML's size in memory, so this also bounds a worker's memory per job.
+#: Zip-bomb guard for .docx: total declared uncompressed size (the memory a worker needs to
+#: count one is bounded apart: filetypes.DOCX_PARSE_BUDGET_BYTES).
 MAX_DOCX_UNCOMPRESSED_BYTES = 100 * 1024 * 1024
 ERROR_MAX_CHARS = 1000
 

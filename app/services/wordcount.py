@@ -51,10 +51,14 @@ footnotes, endnotes and comments live in other parts and are not counted; neithe
 equations (``m:oMath``). ``w:noBreakHyphen`` and ``w:sym`` are one character each,
 ``w:softHyphen`` is nothing.
 
-python-docx parses the whole of ``word/document.xml`` into an lxml tree, which takes roughly
-ten times the size of that XML in memory while the count runs; the tree is released before
-returning. The walk uses ``iter()`` with a tag set and compares element classes rather than tag
-strings, so most of the time goes into python-docx's parse.
+python-docx is given a copy of the package that holds only ``word/document.xml`` (with the
+content types and a package relationship to it): it would otherwise load and parse every
+header, footer, note and comment part, none of which is counted. It parses that part into an
+lxml tree, roughly ten (ordinary text) to forty-five (nothing but empty elements and
+attributes) times the size of the XML; a part whose estimated tree (``XmlParseCost``) passes
+``DOCX_PARSE_BUDGET_BYTES`` is refused with DocumentTooLargeError before python-docx sees
+it. The tree is released before returning. The walk uses ``iter()`` with a tag set and
+compares element classes rather than tag strings, so most of the time goes into python-docx's parse.
 """
 
 from __future__ import annotations
@@ -63,20 +67,24 @@ import codecs
 import errno
 import os
 import re
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Any, BinaryIO, Final
+from typing import IO, Any, BinaryIO, Final
 
 import docx
 from docx.opc.exceptions import OpcError
 from docx.oxml.parser import oxml_parser
 
+from app.services.filetypes import DOCX_PARSE_BUDGET_BYTES, XmlParseCost
+
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "UNICODE_SPACES",
     "CorruptFileError",
+    "DocumentTooLargeError",
     "count_docx_words",
     "count_text_words",
     "count_txt_words",
@@ -90,6 +98,10 @@ StrPath = str | os.PathLike[str]
 
 class CorruptFileError(ValueError):
     """The file cannot be read as the type it claims to be."""
+
+
+class DocumentTooLargeError(CorruptFileError):
+    """The document is too large to count within the worker's memory bound."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,9 +455,76 @@ _CORRUPT_ERRORS: Final = (
 )
 
 
-def _open_document(stream: BinaryIO) -> Any:
+_DOCUMENT_PART: Final = "word/document.xml"
+_CONTENT_TYPES_PART: Final = "[Content_Types].xml"
+_PACKAGE_RELS_PART: Final = "_rels/.rels"
+_MAX_SMALL_PART_BYTES: Final = 1 << 20
+_OFFICE_DOCUMENT_REL: Final = (
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+)
+_MAIN_STORY_RELS: Final = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    f'<Relationship Id="rId1" Type="{_OFFICE_DOCUMENT_REL}" Target="{_DOCUMENT_PART}"/>'
+    "</Relationships>"
+).encode()
+_OFFICE_DOCUMENT_TARGET_RE: Final = re.compile(
+    rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bType\s*=\s*([\"'])"
+    rb"[^\"']*/relationships/officeDocument\1[^>]*>"
+)
+_TARGET_RE: Final = re.compile(rb"\bTarget\s*=\s*([\"'])(.*?)\1")
+
+
+def _read_small_part(archive: zipfile.ZipFile, name: str) -> bytes:
+    info = archive.getinfo(name)
+    if info.file_size > _MAX_SMALL_PART_BYTES:
+        raise CorruptFileError(f"not a readable Word document (oversized {name})")
+    with archive.open(info) as member:
+        return member.read(_MAX_SMALL_PART_BYTES + 1)
+
+
+def _main_story_package(stream: BinaryIO, parse_budget: int) -> IO[bytes]:
+    """A copy of the package holding only what the count reads, in an anonymous temporary
+    file: the content types, a package relationship to the main part, and the main part
+    itself (``word/document.xml``, copied in blocks). Headers, footers, notes, comments,
+    media and the rest are left out: python-docx loads every part it can reach, parsing each
+    XML one, and none of them is counted. DocumentTooLargeError when parsing the main part
+    would take more than ``parse_budget`` bytes (see filetypes.XmlParseCost)."""
+    with zipfile.ZipFile(stream) as archive:
+        package_rels = _read_small_part(archive, _PACKAGE_RELS_PART)
+        main = _OFFICE_DOCUMENT_TARGET_RE.search(package_rels)
+        target = main and _TARGET_RE.search(main.group(0))
+        if not target or target.group(2).lstrip(b"/") != _DOCUMENT_PART.encode():
+            raise CorruptFileError(
+                "not a readable Word document (its main part is not word/document.xml)"
+            )
+        content_types = _read_small_part(archive, _CONTENT_TYPES_PART)
+        info = archive.getinfo(_DOCUMENT_PART)
+        copy = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller, who closes it
+        try:
+            cost = XmlParseCost()
+            with zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as out:
+                out.writestr(_CONTENT_TYPES_PART, content_types)
+                out.writestr(_PACKAGE_RELS_PART, _MAIN_STORY_RELS)
+                with archive.open(info) as part, out.open(_DOCUMENT_PART, "w") as target_part:
+                    while block := part.read(1 << 16):  # never more than the declared size
+                        cost.feed(block)
+                        if cost.estimate > parse_budget:
+                            raise DocumentTooLargeError(cost.too_large_message(parse_budget))
+                        target_part.write(block)
+            copy.seek(0)
+        except BaseException:
+            copy.close()
+            raise
+    return copy
+
+
+def _open_document(stream: BinaryIO, parse_budget: int) -> Any:
     try:
-        return docx.Document(stream)
+        with _main_story_package(stream, parse_budget) as bounded:
+            return docx.Document(bounded)
+    except CorruptFileError:
+        raise
     except OSError as exc:
         # A corrupt zip makes zipfile seek to nonsense offsets (EINVAL); real I/O errors
         # (storage away) propagate so the caller can retry.
@@ -466,14 +545,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def count_docx_words(path: StrPath) -> int:
+def count_docx_words(path: StrPath, *, parse_budget: int = DOCX_PARSE_BUDGET_BYTES) -> int:
     """Count the words of the main document story of a ``.docx`` file.
 
-    Raises CorruptFileError if the file is not a readable Word document; errors opening or
-    reading the file itself (missing file, I/O) propagate as OSError.
+    Raises CorruptFileError if the file is not a readable Word document, and its subclass
+    DocumentTooLargeError if reading its main part would take more than ``parse_budget``
+    bytes of memory; errors opening or reading the file itself (missing file, I/O) propagate
+    as OSError.
     """
     with open(path, "rb") as stream:
-        document = _open_document(stream)
+        document = _open_document(stream, parse_budget)
     body = getattr(document.element, "body", None)
     if body is None:
         raise CorruptFileError("not a readable Word document (no document body)")

@@ -287,3 +287,21 @@ def test_encrypted_member_is_rejected(tmp_path: Path) -> None:
         start += 4
     with pytest.raises(UnsupportedContentError, match="encrypted"):
         check_docx(write(tmp_path, bytes(good), "locked.docx"))
+
+
+def test_a_small_member_with_an_absurd_ratio_is_rejected(tmp_path: Path) -> None:
+    # Any member size: 900 KB of zeros (about 1000:1) is under the old 1 MiB exemption.
+    data = repack(docx_bytes(), add={"word/header1.xml": bytes(900_000)})
+    with pytest.raises(UnsupportedContentError, match="compression ratio"):
+        check_docx(write(tmp_path, data, "small-bomb.docx"))
+
+
+def test_a_small_repetitive_part_is_accepted(tmp_path: Path) -> None:
+    # One word repeated compresses several hundred to one and is still a document.
+    check_docx(write(tmp_path, docx_bytes("word " * 20_000), "repetitive.docx"))
+
+
+def test_a_main_part_too_heavy_to_parse_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, docx_bytes("word " * 20_000), "heavy.docx")
+    with pytest.raises(UnsupportedContentError, match="too large to count"):
+        check_docx(path, parse_budget=100_000)

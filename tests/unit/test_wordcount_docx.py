@@ -18,7 +18,12 @@ from docx.oxml import parse_xml
 from docx.oxml.ns import qn
 
 from app.services import wordcount
-from app.services.wordcount import CorruptFileError, count_docx_words, count_words
+from app.services.wordcount import (
+    CorruptFileError,
+    DocumentTooLargeError,
+    count_docx_words,
+    count_words,
+)
 
 NS = {
     "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
@@ -781,3 +786,31 @@ def test_count_words_dispatch_docx(tmp_path: Path) -> None:
     path.write_bytes(b"not a zip")
     with pytest.raises(CorruptFileError):
         count_words(path, "docx")
+
+
+def test_a_main_part_over_the_parse_budget_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "heavy.docx"
+    path.write_bytes(plain_docx_bytes())
+    assert count_docx_words(path) == 250
+    with pytest.raises(DocumentTooLargeError, match="too large to count"):
+        count_docx_words(path, parse_budget=10_000)
+
+
+def test_parts_other_than_the_main_one_are_not_loaded(tmp_path: Path) -> None:
+    """A header python-docx could not parse does not matter: it is never given to it."""
+    good = plain_docx_bytes()
+    with zipfile.ZipFile(io.BytesIO(good)) as src:
+        rels = src.read("word/_rels/document.xml.rels").replace(
+            b"</Relationships>",
+            b'<Relationship Id="rIdH" Target="header9.xml" Type="http://schemas.openxmlformats'
+            b'.org/officeDocument/2006/relationships/header"/></Relationships>',
+        )
+    data = replaced(good, "word/_rels/document.xml.rels", rels)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+        zout.writestr("word/header9.xml", b"<not xml")
+    path = tmp_path / "odd-header.docx"
+    path.write_bytes(out.getvalue())
+    assert count_docx_words(path) == 250
