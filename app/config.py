@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     stuck_after_seconds: int = Field(default=300, ge=1)
     #: A payment the gateway still calls unpaid after this long is closed as failed (expired).
     pending_payment_expiry_seconds: int = Field(default=86400, ge=60)
+    #: Unpaid (`pending`) payments one person may hold; one more initiation answers 429.
+    max_pending_payments_per_user: int = Field(default=5, ge=1)
+    #: Pending payments the reconcile job asks the gateway about per run, at most.
+    reconcile_batch_size: int = Field(default=100, ge=1)
 
     #: Failed logins allowed per username / per client address within the window.
     login_failure_limit: int = Field(default=10, ge=1)

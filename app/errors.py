@@ -95,6 +95,12 @@ class FileTooLarge(AppError):
     default_detail = "The file is larger than the upload limit"
 
 
+class RequestTooLarge(AppError):
+    status_code = 413
+    code = "request_too_large"
+    default_detail = "The request body is larger than this route accepts"
+
+
 class UnsupportedFileType(AppError):
     status_code = 415
     code = "unsupported_file_type"
@@ -121,6 +127,12 @@ class TooManyRequests(AppError):
     def __init__(self, retry_after: int, detail: Any = None) -> None:
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
         self.retry_after = retry_after
+
+
+class TooManyPendingPayments(AppError):
+    status_code = 429
+    code = "too_many_pending_payments"
+    default_detail = "You already have the maximum number of unpaid payments"
 
 
 class GatewayError(AppError):

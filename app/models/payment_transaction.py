@@ -28,6 +28,14 @@ class PaymentTransaction(Base):
         Index("ix_payment_transaction_user_status", "user_id", "status"),
         Index("ix_payment_transaction_status_time", "status", "timestamp"),
         Index("ix_payment_transaction_receipt_due", "receipt_claimed_at", "status", "updated_at"),
+        # The reconcile job's two queues: never checked (next_check_at NULL, newest first)
+        # and due again (next_check_at <= now, earliest first).
+        Index(
+            "ix_payment_transaction_status_next_check",
+            "status",
+            "next_check_at",
+            "timestamp",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -53,6 +61,15 @@ class PaymentTransaction(Base):
     #: The gateway's own id, unique: one gateway payment can unlock one transaction only.
     pg_txnid: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the server last started asking the gateway about it (claimed with a conditional
+    #: UPDATE, so all API and worker processes ask at most once per CHECK_INTERVAL).
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: What that question gave: asking | unavailable | not_verified | success.
+    check_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: The reason given with `not_verified` (the 402's detail, reused within the interval).
+    check_detail: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: When the reconcile job should ask again; NULL = never asked.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     #: The e-mail receipt: claimed by the one job allowed to send it, then marked sent.
     receipt_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -90,6 +90,11 @@ NOTICES = {
         "danger",
         "The payment gateway cannot be reached right now. Please try again in a moment.",
     ),
+    "too_many_pending_payments": (
+        "warning",
+        "You have several unfinished payments. Finish or cancel one of them at the gateway "
+        "before starting another.",
+    ),
 }
 
 

@@ -20,6 +20,13 @@ class PaymentInitiated(ORMModel):
     status: PaymentStatus
 
 
+class CallbackAnswer(ORMModel):
+    """What the unauthenticated gateway routes answer: nothing about the person."""
+
+    transaction_id: str
+    status: PaymentStatus
+
+
 class TransactionRead(ORMModel):
     id: int
     user: int = Field(validation_alias="user_id")

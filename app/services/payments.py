@@ -17,24 +17,46 @@ held while the gateway is asked.
 Functions here flush but never commit: each returns an `Outcome` whose `error` the router
 raises *after* committing, so a transaction marked `failed` stays failed when the caller
 answers 402.
+
+Gateway questions are rationed (SPEC §5, §9): the server asks about one transaction at most
+once every CHECK_INTERVAL, whatever the last answer was. `claim_check` takes the right to ask
+with a conditional UPDATE of `checked_at` (committed by the caller before asking, so every API
+and worker process sees it); the question's result is stored on the row (`check_outcome`,
+`check_detail`). A caller that did not win the claim reuses that result, or, while the winner
+is still asking, waits for it (`wait_for_answer`): concurrent callbacks share one question.
+The reconcile job claims the same way and skips what someone else has just asked about.
+
+What is stored is bounded: only the gateway's documented callback fields, each cut to
+FIELD_BYTES, at most STORED_FIELDS_BYTES per stored callback or answer, and the last
+MAX_VERIFICATIONS_KEPT verifications.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import zip_longest
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.errors import AppError, Conflict, GatewayError, GatewayUnavailable, NotFound
+from app.errors import (
+    AppError,
+    Conflict,
+    GatewayError,
+    GatewayUnavailable,
+    NotFound,
+    TooManyPendingPayments,
+)
 from app.errors import PaymentNotVerified as PaymentNotVerifiedError
 from app.models import Action, PaymentStatus, PaymentTransaction, User
 from app.services import aamarpay, entitlement
@@ -44,7 +66,117 @@ from app.services.pagination import newest_first
 logger = logging.getLogger("app.payments")
 
 #: Kept in `gateway_response["verifications"]`: the most recent answers only.
-MAX_VERIFICATIONS_KEPT = 10
+MAX_VERIFICATIONS_KEPT = 5
+#: Each stored field value is cut to this many bytes (UTF-8).
+FIELD_BYTES = 1024
+#: A stored callback, or a stored gateway answer, holds at most this many bytes of values.
+STORED_FIELDS_BYTES = 8 * 1024
+#: The server asks the gateway about one transaction at most once per this interval.
+CHECK_INTERVAL = timedelta(seconds=5)
+#: Longest growing interval between two reconcile questions about an unpaid order.
+MAX_RECHECK_INTERVAL = timedelta(hours=1)
+#: A waiting callback re-reads the row after this long, doubling up to the maximum.
+WAIT_POLL_FIRST_SECONDS = 0.05
+WAIT_POLL_MAX_SECONDS = 0.5
+
+#: What the gateway posts to the success / fail URLs (and sends as IPN), as documented; the
+#: only callback fields ever stored. `tran_id` is the one we put in the cancel URL.
+CALLBACK_FIELDS: Final = (
+    "mer_txnid",
+    "tran_id",
+    "pay_status",
+    "status_code",
+    "status_title",
+    "pg_txnid",
+    "epw_txnid",
+    "amount",
+    "amount_bdt",
+    "amount_original",
+    "other_currency",
+    "currency",
+    "currency_merchant",
+    "convertion_rate",
+    "store_amount",
+    "pg_service_charge_bdt",
+    "pg_service_charge_usd",
+    "gateway_fee",
+    "pay_time",
+    "date",
+    "date_processed",
+    "bank_txn",
+    "card_type",
+    "card_number",
+    "card_holder",
+    "pg_card_bank_name",
+    "pg_card_bank_country",
+    "pg_card_risklevel",
+    "risk_level",
+    "risk_title",
+    "pg_error_code_details",
+    "reason",
+    "cus_name",
+    "cus_email",
+    "cus_phone",
+    "desc",
+    "success_url",
+    "fail_url",
+    "ip_address",
+    "store_id",
+    "merchant_id",
+    "opt_a",
+    "opt_b",
+    "opt_c",
+    "opt_d",
+)
+#: What the Search Transaction API answers, as documented (its address and shipping fields,
+#: always null for us, left out).
+ANSWER_FIELDS: Final = (
+    "pg_txnid",
+    "mer_txnid",
+    "risk_title",
+    "risk_level",
+    "cus_name",
+    "cus_email",
+    "cus_phone",
+    "desc",
+    "merchant_id",
+    "store_id",
+    "amount",
+    "amount_bdt",
+    "amount_original",
+    "pay_status",
+    "status_code",
+    "status_title",
+    "cardnumber",
+    "approval_code",
+    "payment_processor",
+    "bank_trxid",
+    "payment_type",
+    "error_code",
+    "error_title",
+    "bin_country",
+    "bin_issuer",
+    "bin_cardtype",
+    "bin_cardcategory",
+    "date",
+    "date_processed",
+    "amount_currency",
+    "rec_amount",
+    "store_amount",
+    "processing_ratio",
+    "processing_charge",
+    "ip",
+    "currency",
+    "currency_merchant",
+    "convertion_rate",
+    "opt_a",
+    "opt_b",
+    "opt_c",
+    "opt_d",
+    "verify_status",
+    "call_type",
+    "checkout_status",
+)
 #: The gateway does not validate the phone, and we do not collect one.
 CUSTOMER_PHONE_PLACEHOLDER = "01700000000"
 DESCRIPTION = "Upload access: word-count service"
@@ -82,6 +214,53 @@ def _stamp() -> str:
     return _now().isoformat()
 
 
+def cut(value: str, limit: int = FIELD_BYTES) -> str:
+    """`value` cut to at most `limit` bytes of UTF-8, on a character boundary."""
+    encoded = value.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return value
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
+def bounded_fields(
+    data: Mapping[str, Any], names: Iterable[str], budget: int = STORED_FIELDS_BYTES
+) -> dict[str, Any]:
+    """The documented fields of `data` only, each value cut to FIELD_BYTES, `budget` bytes of
+    values in all (the rest dropped and `_truncated` set). Never the signature key."""
+    out: dict[str, Any] = {}
+    used = 0
+    for name in names:
+        if name not in data:
+            continue
+        value = data[name]
+        if value is not None and not isinstance(value, bool | int | float):
+            value = cut(str(value))
+        size = len(str(value).encode("utf-8")) if value is not None else 0
+        if used + size > budget:
+            out["_truncated"] = True
+            break
+        used += size
+        out[name] = value
+    return aamarpay.redact(out)
+
+
+def bounded_callback(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What is kept of a browser return or notification: see CALLBACK_FIELDS."""
+    return bounded_fields(fields, CALLBACK_FIELDS)
+
+
+def bounded_answer(raw: Any) -> Any:
+    """What is kept of a gateway answer: documented fields of an object, a cut string."""
+    if isinstance(raw, Mapping):
+        known = ANSWER_FIELDS if "pay_status" in raw or "mer_txnid" in raw else list(raw)[:64]
+        return bounded_fields(raw, known)
+    if isinstance(raw, str):
+        return cut(raw)
+    if raw is None or isinstance(raw, bool | int | float):
+        return raw
+    return cut(str(raw))
+
+
 # --- initiate ------------------------------------------------------------------------------
 
 
@@ -94,8 +273,22 @@ async def create_pending(
     transaction we have no record of. Raises Conflict(`already_paid`) when one payment unlocks
     uploading for good and this user already has it.
     """
+    await _lock_user(session, user.id)
     if settings.uploads_per_payment == 0 and await entitlement.has_paid(session, user.id):
         raise Conflict("You have already paid for upload access", code="already_paid")
+    pending = await session.scalar(
+        select(func.count())
+        .select_from(PaymentTransaction)
+        .where(
+            PaymentTransaction.user_id == user.id,
+            PaymentTransaction.status == PaymentStatus.PENDING,
+        )
+    )
+    cap = settings.max_pending_payments_per_user
+    if (pending or 0) >= cap:
+        raise TooManyPendingPayments(
+            f"You already have {cap} unpaid payments; finish or cancel one of them first"
+        )
     tx = PaymentTransaction(
         user_id=user.id,
         transaction_id=new_transaction_id(),
@@ -115,6 +308,23 @@ async def create_pending(
         currency=tx.currency,
     )
     return tx
+
+
+async def _lock_user(session: AsyncSession, user_id: int) -> None:
+    """Serialise one person's initiations until the caller commits, so parallel requests
+    cannot all pass the pending-payments count: the user row locked on MariaDB (`SELECT ...
+    FOR UPDATE`); on SQLite, which locks the whole database for a writer, a no-op write as the
+    transaction's first statement takes that lock."""
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        await session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(is_active=User.is_active)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 @dataclass(frozen=True)
@@ -164,8 +374,8 @@ async def submit_to_gateway(
                 "at": _stamp(),
                 "request": exc.request,
                 "error": kind,
-                "message": exc.message,
-                "response": exc.raw,
+                "message": cut(exc.message),
+                "response": bounded_answer(exc.raw),
             }
         }
         tx.status = PaymentStatus.FAILED
@@ -186,8 +396,8 @@ async def submit_to_gateway(
         "initiate": {
             "at": _stamp(),
             "request": result.request,
-            "response": result.raw,
-            "payment_url": result.payment_url,
+            "response": bounded_answer(result.raw),
+            "payment_url": cut(result.payment_url),
         }
     }
     await session.flush()
@@ -321,26 +531,127 @@ async def get_by_transaction_id(session: AsyncSession, transaction_id: str) -> P
     return tx
 
 
-async def verify(
-    session: AsyncSession,
-    gateway: aamarpay.AamarPayClient,
-    settings: Settings,
-    transaction_id: str,
-    *,
-    source: str,
-    callback: dict[str, Any] | None = None,
-) -> Outcome:
-    """Settle a transaction by asking the gateway; safe to run any number of times at once.
+#: `check_outcome` values: a question is under way, or what the last one concluded.
+ASKING: Final = "asking"
+UNAVAILABLE: Final = "unavailable"
+NOT_VERIFIED: Final = "not_verified"
+CONFIRMED: Final = "success"
 
-    Returns the (re-read) transaction with `error` set to: PaymentNotVerified (402) when the
-    gateway does not confirm the payment, GatewayUnavailable (503, status unchanged) when it
-    cannot be asked. A transaction that is already `success` is returned unchanged; a
-    `failed` or `cancelled` one becomes `success` only if the gateway confirms it now.
+
+@dataclass(frozen=True)
+class Claim:
+    transaction: PaymentTransaction
+    #: This caller won the right to ask the gateway now (and records the answer); otherwise
+    #: it reuses the last answer or waits for the one being asked for (`wait_for_answer`).
+    mine: bool
+
+
+async def claim_check(session: AsyncSession, transaction_id: str) -> Claim:
+    """Take the right to ask the gateway about this transaction, if nobody has within
+    CHECK_INTERVAL (a conditional UPDATE of `checked_at`: one winner across processes).
+
+    The caller commits before asking, so every other process sees the claim. A `success`
+    transaction is never asked about again. Raises NotFound for an unknown id.
     """
     tx = await get_by_transaction_id(session, transaction_id)
     if tx.status == PaymentStatus.SUCCESS:
+        return Claim(tx, mine=False)
+    now = _now()
+    result = await session.execute(
+        update(PaymentTransaction)
+        .where(
+            PaymentTransaction.id == tx.id,
+            PaymentTransaction.status != PaymentStatus.SUCCESS,
+            or_(
+                PaymentTransaction.checked_at.is_(None),
+                PaymentTransaction.checked_at <= now - CHECK_INTERVAL,
+            ),
+        )
+        .values(checked_at=now, check_outcome=ASKING, check_detail=None)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) == 1:
+        return Claim(tx, mine=True)
+    return Claim(await _reload(session, tx.id), mine=False)
+
+
+def _not_verified(detail: str) -> PaymentNotVerifiedError:
+    return PaymentNotVerifiedError(f"Payment not confirmed: {detail}")
+
+
+def _unavailable() -> GatewayUnavailable:
+    return GatewayUnavailable(
+        "The payment gateway could not confirm the payment right now; "
+        "it will be checked again shortly"
+    )
+
+
+def last_answer(tx: PaymentTransaction) -> Outcome | None:
+    """The last question's result as an Outcome; None while it is still being asked."""
+    if tx.status == PaymentStatus.SUCCESS or tx.check_outcome == CONFIRMED:
         return Outcome(tx)
-    # A `failed` or `cancelled` one is asked about too: only a confirmed payment changes it.
+    if tx.check_outcome == UNAVAILABLE:
+        return Outcome(tx, error=_unavailable())
+    if tx.check_outcome == NOT_VERIFIED:
+        return Outcome(tx, error=PaymentNotVerifiedError(tx.check_detail or None))
+    return None
+
+
+async def wait_for_answer(session: AsyncSession, claim: Claim) -> Outcome | None:
+    """Someone asked the gateway within CHECK_INTERVAL: their answer, waiting for it while
+    the question is under way. None when that question went stale (its asker gone, or slower
+    than the interval): the caller may claim again.
+
+    The caller has committed; between reads the session's transaction is ended, so no
+    connection is held while waiting and each read sees what other processes committed.
+    """
+    tx = claim.transaction
+    tx_id = tx.id
+    delay = WAIT_POLL_FIRST_SECONDS
+    while True:
+        answer = last_answer(tx)
+        if answer is not None:
+            return answer
+        if tx.checked_at is None or tx.checked_at <= _now() - CHECK_INTERVAL:
+            return None
+        await session.rollback()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, WAIT_POLL_MAX_SECONDS)
+        tx = await _reload(session, tx_id)
+
+
+async def ask_gateway(
+    session: AsyncSession,
+    gateway: aamarpay.AamarPayClient,
+    settings: Settings,
+    claim: Claim,
+    *,
+    source: str,
+    callback: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """Settle a claimed transaction by asking the gateway; safe to run concurrently.
+
+    Returns the (re-read) transaction with `error` set to: PaymentNotVerified (402) when the
+    gateway does not confirm the payment, GatewayUnavailable (503, status unchanged) when it
+    cannot be asked. A `failed` or `cancelled` one becomes `success` only if the gateway
+    confirms it now. The result is stored on the row for the callers that reuse it.
+    """
+    if not claim.mine:
+        raise ValueError("ask_gateway needs a claim this caller won")
+    outcome = await _ask(session, gateway, settings, claim.transaction, source, callback)
+    await _record_answer(session, outcome, settings)
+    return outcome
+
+
+async def _ask(
+    session: AsyncSession,
+    gateway: aamarpay.AamarPayClient,
+    settings: Settings,
+    tx: PaymentTransaction,
+    source: str,
+    callback: Mapping[str, Any] | None,
+) -> Outcome:
+    transaction_id = tx.transaction_id
     try:
         status = await gateway.search_transaction(transaction_id)
     except aamarpay.GatewayError as exc:
@@ -350,24 +661,53 @@ async def verify(
         )
         if tx.status != PaymentStatus.PENDING:
             tx = await _reopen(session, tx, source=source, reason=exc.message, callback=callback)
-        return Outcome(
-            tx,
-            error=GatewayUnavailable(
-                "The payment gateway could not confirm the payment right now; "
-                "it will be checked again shortly"
-            ),
-        )
+        return Outcome(tx, error=_unavailable())
     decision = decide(tx, status, settings)
     entry: dict[str, Any] = {
         "at": _stamp(),
         "source": source,
         "decision": decision.result,
-        "reason": decision.reason,
-        "response": status.raw,
+        "reason": cut(decision.reason),
+        "response": bounded_answer(status.raw),
     }
     if callback:
-        entry["callback"] = aamarpay.redact(callback)
+        entry["callback"] = bounded_callback(callback)
     return await apply_decision(session, tx, decision, entry, settings)
+
+
+def next_check_at(tx: PaymentTransaction, outcome: str, settings: Settings) -> datetime:
+    """When the reconcile job should ask again: by its next run after a gateway failure;
+    otherwise after an interval that grows with the order's age (a quarter of it, between
+    half a reconcile interval and MAX_RECHECK_INTERVAL); never before the order is stuck."""
+    now = _now()
+    soon = timedelta(seconds=settings.reconcile_interval_seconds) / 2
+    if outcome == UNAVAILABLE:
+        interval = soon
+    else:
+        interval = min(max(soon, (now - tx.timestamp) / 4), MAX_RECHECK_INTERVAL)
+    return max(now + interval, tx.timestamp + timedelta(seconds=settings.stuck_after_seconds))
+
+
+async def _record_answer(session: AsyncSession, outcome: Outcome, settings: Settings) -> None:
+    tx = outcome.transaction
+    detail: str | None = None
+    if outcome.error is None:
+        kind = CONFIRMED
+    elif isinstance(outcome.error, GatewayUnavailable):
+        kind = UNAVAILABLE
+    else:
+        kind = NOT_VERIFIED
+        detail = str(outcome.error.detail)[:255]
+    await session.execute(
+        update(PaymentTransaction)
+        .where(PaymentTransaction.id == tx.id)
+        .values(
+            check_outcome=kind,
+            check_detail=detail,
+            next_check_at=next_check_at(tx, kind, settings),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _reopen(
@@ -376,7 +716,7 @@ async def _reopen(
     *,
     source: str,
     reason: str,
-    callback: dict[str, Any] | None,
+    callback: Mapping[str, Any] | None,
 ) -> PaymentTransaction:
     """A success return for a `failed`/`cancelled` order while the gateway cannot be asked:
     back to `pending`, so the reconcile job asks again (a payment made after a false cancel is
@@ -385,10 +725,10 @@ async def _reopen(
         "at": _stamp(),
         "source": source,
         "decision": "reopened",
-        "reason": f"was {tx.status.value}; gateway unavailable: {reason}",
+        "reason": cut(f"was {tx.status.value}; gateway unavailable: {reason}"),
     }
     if callback:
-        entry["callback"] = aamarpay.redact(callback)
+        entry["callback"] = bounded_callback(callback)
     await session.execute(
         update(PaymentTransaction)
         .where(PaymentTransaction.id == tx.id, PaymentTransaction.status == tx.status)
@@ -424,9 +764,7 @@ async def apply_decision(
         tx = await _reload(session, tx.id)
         if tx.status == PaymentStatus.SUCCESS:
             return Outcome(tx)
-        return Outcome(
-            tx, error=PaymentNotVerifiedError(f"Payment not confirmed: {decision.reason}")
-        )
+        return Outcome(tx, error=_not_verified(decision.reason))
 
     if decision.result == "success":
         assert decision.pg_txnid is not None  # noqa: S101 - decide() guarantees it
@@ -484,11 +822,7 @@ async def apply_decision(
     tx = await _reload(session, tx_id)
     if tx.status == PaymentStatus.SUCCESS:
         return Outcome(tx, changed=changed)
-    return Outcome(
-        tx,
-        error=PaymentNotVerifiedError(f"Payment not confirmed: {decision.reason}"),
-        changed=changed,
-    )
+    return Outcome(tx, error=_not_verified(decision.reason), changed=changed)
 
 
 # --- fail / cancel --------------------------------------------------------------------------
@@ -499,7 +833,7 @@ async def mark_returned(
     transaction_id: str,
     to: PaymentStatus,
     *,
-    callback: dict[str, Any] | None = None,
+    callback: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """The gateway sent the browser to the fail or cancel URL: a `pending` transaction becomes
     `failed` / `cancelled`; anything else (above all a `success`) is left alone."""
@@ -508,7 +842,7 @@ async def mark_returned(
         return Outcome(tx)
     entry: dict[str, Any] = {"at": _stamp(), "source": f"{to.value}_callback"}
     if callback:
-        entry["callback"] = aamarpay.redact(callback)
+        entry["callback"] = bounded_callback(callback)
     changed = await _transition(
         session,
         tx,
@@ -538,31 +872,51 @@ async def list_transactions(
     )
 
 
-async def stale_pending_ids(
-    session: AsyncSession, settings: Settings, *, limit: int = 200
-) -> list[str]:
-    cutoff = _now() - timedelta(seconds=settings.stuck_after_seconds)
-    rows = await session.scalars(
+async def due_for_check(session: AsyncSession, settings: Settings, *, limit: int) -> list[str]:
+    """Pending transactions the reconcile job should ask about now, at most `limit`.
+
+    Two queues, both served by one index (status, next_check_at, timestamp) and taken in
+    turn: stuck ones never asked about (`next_check_at` NULL), newest first, so a payment that
+    has just become stuck is not queued behind anybody's backlog; and those due again,
+    least recently due first. Each question pushes `next_check_at` back by an interval that
+    grows with the order's age (`next_check_at()`), so old unpaid orders, however many,
+    take a bounded share of each run.
+    """
+    now = _now()
+    cutoff = now - timedelta(seconds=settings.stuck_after_seconds)
+    pending = PaymentTransaction.status == PaymentStatus.PENDING
+    never = await session.scalars(
         select(PaymentTransaction.transaction_id)
         .where(
-            PaymentTransaction.status == PaymentStatus.PENDING,
+            pending,
+            PaymentTransaction.next_check_at.is_(None),
             PaymentTransaction.timestamp < cutoff,
         )
-        .order_by(PaymentTransaction.timestamp)
+        .order_by(PaymentTransaction.timestamp.desc())
         .limit(limit)
     )
-    return list(rows)
+    again = await session.scalars(
+        select(PaymentTransaction.transaction_id)
+        .where(pending, PaymentTransaction.next_check_at <= now)
+        .order_by(PaymentTransaction.next_check_at)
+        .limit(limit)
+    )
+    first, second = list(never), list(again)
+    taken: list[str] = []
+    for pair in zip_longest(first, second):
+        taken.extend(tid for tid in pair if tid is not None)
+    return taken[:limit]
 
 
-async def reconcile_one(
+async def reconcile_claimed(
     session: AsyncSession,
     gateway: aamarpay.AamarPayClient,
     settings: Settings,
-    transaction_id: str,
+    claim: Claim,
 ) -> Outcome:
-    """Ask the gateway about one stuck `pending` transaction. One still unpaid after
-    PENDING_PAYMENT_EXPIRY_SECONDS is closed as `failed` (expired)."""
-    outcome = await verify(session, gateway, settings, transaction_id, source="reconcile")
+    """Ask the gateway about one stuck `pending` transaction this caller has claimed. One
+    still unpaid after PENDING_PAYMENT_EXPIRY_SECONDS is closed as `failed` (expired)."""
+    outcome = await ask_gateway(session, gateway, settings, claim, source="reconcile")
     tx = outcome.transaction
     expiry = timedelta(seconds=settings.pending_payment_expiry_seconds)
     if (
@@ -571,7 +925,8 @@ async def reconcile_one(
         and tx.timestamp < _now() - expiry
     ):
         entry = {"at": _stamp(), "source": "reconcile", "decision": "failed", "reason": "expired"}
-        return await apply_decision(
+        outcome = await apply_decision(
             session, tx, Decision("failed", "expired: never paid"), entry, settings
         )
+        await _record_answer(session, outcome, settings)
     return outcome

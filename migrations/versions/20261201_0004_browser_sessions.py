@@ -1,7 +1,7 @@
 """browser sessions: revoked_session (signed-out browser sessions until their token expires)
 
 Revision ID: 0004_browser_sessions
-Revises: 0002_canonical_usernames
+Revises: 0003_payment_limits
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision: str = "0004_browser_sessions"
-down_revision: str | None = "0002_canonical_usernames"
+down_revision: str | None = "0003_payment_limits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import SANDBOX_SIGNATURE_KEY, Settings
 from app.models import ActivityLog, PaymentStatus, PaymentTransaction, User
 from app.services import entitlement
 from app.services.aamarpay import make_http_client
+from app.services.payments import CHECK_INTERVAL
 from app.tasks.payments import reconcile_payments
 from app.tasks.runtime import WorkerRuntime
 from tests.plugins.simulator import SimulatorControl
@@ -196,13 +197,14 @@ async def test_success_by_form_post_unlocks_uploads(
 ) -> None:
     assert (await me(client, user))["can_upload"] is False
     body = await pay(client, simulator, user)
-    assert body["status"] == "success"
-    assert body["amount"] == "100.00"
-    assert body["pg_txnid"].startswith("AAM")
+    assert body == {"transaction_id": body["transaction_id"], "status": "success"}
     info = await me(client, user)
     assert (info["can_upload"], info["uploads_remaining"]) == (True, None)
     assert (await actions(db, user.id))[-1] == "payment_succeeded"
     tx = await stored(db, body["transaction_id"])
+    assert tx.amount == Decimal("100.00")
+    assert tx.pg_txnid is not None
+    assert tx.pg_txnid.startswith("AAM")
     verification = tx.gateway_response["verifications"][-1]
     assert verification["decision"] == "success"
     assert verification["response"]["pay_status"] == "Successful"
@@ -253,6 +255,7 @@ async def test_forged_success_before_paying_does_not_unlock(
     # Still payable: the genuine payment that follows is not lost.
     assert (await stored(db, tran_id)).status == PaymentStatus.PENDING
     fields = simulator.pay(tran_id)["fields"]
+    await _age(db, tran_id, CHECK_INTERVAL)  # the gateway is asked again after the interval
     resp = await client.post("/api/payment/success/", data=fields)
     assert resp.json()["status"] == "success"
     assert (await me(client, user))["can_upload"] is True
@@ -334,10 +337,10 @@ async def test_gateway_id_of_another_users_payment_cannot_be_reused(
 ) -> None:
     alice = await user_factory.create()
     bob = await user_factory.create()
-    paid = await pay(client, simulator, alice)
+    paid = await stored(db, (await pay(client, simulator, alice))["transaction_id"])
     bob_tran = (await initiate(client, bob))["transaction_id"]
     # The gateway (or a replayed answer) claims bob's order was paid with alice's payment.
-    simulator.override(bob_tran, state="successful", pg_txnid=paid["pg_txnid"])
+    simulator.override(bob_tran, state="successful", pg_txnid=paid.pg_txnid)
     body = assert_error(
         await client.get("/api/payment/success/", params={"mer_txnid": bob_tran}),
         402,
@@ -410,6 +413,11 @@ async def test_gateway_down_then_a_later_callback_settles_it(
     tran_id = (await initiate(client, user))["transaction_id"]
     fields = simulator.pay(tran_id)["fields"]
     await success_return_during_outage(client, simulator, db, user, fields)
+    # Within the interval the last answer (the outage) stands, without asking again.
+    assert_error(
+        await client.post("/api/payment/success/", data=fields), 503, "gateway_unavailable"
+    )
+    await _age(db, tran_id, CHECK_INTERVAL)
     resp = await client.post("/api/payment/success/", data=fields)
     assert resp.json()["status"] == "success"
 
@@ -444,12 +452,18 @@ async def worker_runtime(db: Sessions, settings: Settings, simulator_url: str) -
 
 
 async def _age(db: Sessions, transaction_id: str, by: timedelta) -> None:
+    """Let `by` pass for one transaction: its creation, its last gateway question and its
+    next reconcile check all move that far into the past."""
     async with db() as session:
-        await session.execute(
-            update(PaymentTransaction)
-            .where(PaymentTransaction.transaction_id == transaction_id)
-            .values(timestamp=datetime.now(UTC) - by)
+        tx = await session.scalar(
+            select(PaymentTransaction).where(PaymentTransaction.transaction_id == transaction_id)
         )
+        assert tx is not None
+        tx.timestamp -= by
+        if tx.checked_at is not None:
+            tx.checked_at -= by
+        if tx.next_check_at is not None:
+            tx.next_check_at -= by
         await session.commit()
 
 
@@ -492,6 +506,8 @@ async def test_reconcile_after_gateway_outage(
     await _age(db, tran_id, timedelta(minutes=10))
     assert await reconcile_payments(worker_runtime) == {"checked": 1, "pending": 1}
     simulator.config(down=False)
+    assert await reconcile_payments(worker_runtime) == {"checked": 0}  # asked just now
+    await _age(db, tran_id, timedelta(minutes=1))
     assert await reconcile_payments(worker_runtime) == {"checked": 1, "success": 1}
     assert (await me(client, user))["can_upload"] is True
 
