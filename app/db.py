@@ -123,10 +123,11 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def session_scope(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """Yield one session; roll back (running its compensations) if the caller raised; close."""
+    """Yield one session; close it. Whatever the caller did not commit is rolled back with
+    its compensations, whether it raised or returned (e.g. a page that turned an error into a
+    redirect)."""
     async with sessionmaker() as session:
         try:
             yield session
-        except BaseException:
+        finally:
             await uow.rollback(session)
-            raise

@@ -21,6 +21,7 @@ from app.db import session_scope
 from app.errors import InvalidToken, NotAuthenticated
 from app.models import User
 from app.security import decode_access_token
+from app.services import uploads
 from app.services.aamarpay import AamarPayClient
 from app.services.auth import session_revoked, user_from_token
 from app.services.payments import gateway_for
@@ -54,6 +55,20 @@ def login_throttle(app: Any) -> LoginThrottle:
     )
 
 
+async def get_intake(request: Request) -> uploads.Intake:
+    intake: uploads.Intake = request.app.state.intake
+    return intake
+
+
+def upload_body(request: Request) -> uploads.Body:
+    length = request.headers.get("content-length", "")
+    return uploads.Body(
+        chunks=request.stream(),
+        content_type=request.headers.get("content-type", ""),
+        content_length=int(length) if length.isdigit() else None,
+    )
+
+
 async def get_throttle(request: Request) -> LoginThrottle:
     return login_throttle(request.app)
 
@@ -69,6 +84,7 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 GatewayDep = Annotated[AamarPayClient, Depends(get_gateway)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
+IntakeDep = Annotated[uploads.Intake, Depends(get_intake)]
 
 
 def _request_token(request: Request, bearer: str | None) -> tuple[str, bool]:

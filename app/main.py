@@ -28,6 +28,7 @@ from app.services.aamarpay import make_http_client
 from app.services.filecache import FileChanges, FilePageCache
 from app.services.throttle import ThrottleStore
 from app.services.upload_slots import MemorySlots, RedisSlots
+from app.services.uploads import Intake
 
 logger = logging.getLogger("app")
 
@@ -62,6 +63,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     file_pages = FilePageCache(settings.file_list_cache_seconds)
     app.state.file_pages = file_pages
     app.state.file_changes = FileChanges(shared_redis, file_pages)
+    app.state.intake = Intake(
+        sessionmaker=app.state.sessionmaker,
+        slots=app.state.upload_slots,
+        changes=app.state.file_changes,
+    )
     # The change feed needs a connection of its own, without a read timeout (it waits).
     feed_redis = (
         Redis.from_url(shared_url, socket_connect_timeout=2, socket_keepalive=True)

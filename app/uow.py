@@ -14,6 +14,11 @@ transaction with `commit()` or `rollback()`, which run what was registered:
   must stay (a payment marked `failed` answers 402): `commit()` commits, runs the effects, then
   raises it.
 
+A use case whose writes must be visible before an outside call (the pending payment before
+the gateway is asked, a claimed gateway question) commits at that point with `commit()` too: a
+checkpoint, which runs what was registered so far. `transaction()` runs a step in a unit of work
+of its own.
+
 A session's registrations are dropped as soon as they have run, so a session can carry on
 into another transaction. `app.db.session_scope` (and so every request's session) rolls back
 through here when its caller raised.
@@ -24,9 +29,11 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
 
 logger = logging.getLogger("app.uow")
 
@@ -88,3 +95,20 @@ async def rollback(session: AsyncSession) -> None:
     finally:
         for compensation in reversed(compensations):
             await _run(compensation, "rollback_compensation_failed")
+
+
+async def transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """Run `work` in a unit of work of its own: committed if it returns, rolled back (with its
+    compensations) if it raises. For effects that must write (e.g. record that a job could
+    not be published) and for tasks' short steps."""
+    async with sessionmaker() as session:
+        try:
+            result = await work(session)
+        except BaseException:
+            await rollback(session)
+            raise
+        await commit(session)
+        return result

@@ -3,10 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, Integer, String
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime, utcnow
-from app.usernames import MAX_CANONICAL_LENGTH
+from app.usernames import MAX_CANONICAL_LENGTH, canonical_username
+
+
+def _canonical_of_row(context: DefaultExecutionContext) -> str:
+    """An insert that names no canonical form gets its username's."""
+    parameters = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    return canonical_username(str(parameters["username"]))
 
 
 class User(Base):
@@ -25,6 +32,7 @@ class User(Base):
             String(MAX_CANONICAL_LENGTH, collation="utf8mb4_bin"), "mysql", "mariadb"
         ),
         unique=True,
+        default=_canonical_of_row,
     )
     email: Mapped[str | None] = mapped_column(String(254), default=None)
     hashed_password: Mapped[str] = mapped_column(String(255))

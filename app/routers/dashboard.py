@@ -20,21 +20,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from app import csrf
+from app import csrf, uow
 from app.config import Settings
 from app.db import session_scope
 from app.deps import (
     SESSION_COOKIE,
     GatewayDep,
+    IntakeDep,
     SessionDep,
     SettingsDep,
     client_address,
     login_throttle,
+    upload_body,
 )
 from app.errors import AppError, InvalidToken, TooManyRequests
 from app.models import User
 from app.routers.payments import start_payment
-from app.routers.uploads import receive_and_accept
 from app.schemas.users import UserCreate
 from app.security import decode_access_token
 from app.services import activity, auth, entitlement, payments, uploads
@@ -435,7 +436,9 @@ async def pay(
 
 
 @router.post("/dashboard/upload", response_class=RedirectResponse)
-async def upload(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def upload(
+    request: Request, session: SessionDep, intake: IntakeDep, settings: SettingsDep
+) -> Response:
     """The form's multipart POST. Its CSRF token is the form field placed before the file
     part (checked by the streaming parser before any of the file is read), or the
     `X-CSRF-Token` header for a script; never a URL parameter."""
@@ -454,13 +457,15 @@ async def upload(request: Request, session: SessionDep, settings: SettingsDep) -
         return redirect("/login")
     try:
         # Its first query checks that the user is still active (InvalidToken if not).
-        await receive_and_accept(
-            request,
+        await uploads.receive(
             session,
-            settings,
-            user_id,
+            intake,
+            upload_body(request),
+            user_id=user_id,
+            settings=settings,
             before_file=None if header_token else check_token,
         )
+        await uow.commit(session)
     except InvalidToken:
         return redirect("/login")
     except AppError as exc:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Protocol
 
 import anyio
@@ -120,6 +118,20 @@ class UploadSlot:
         self._token = token
         self._lease = lease
         self._renewed = time.monotonic()
+        self._released = False
+
+    async def release(self) -> None:
+        """Give the slot back (idempotent). Shielded: a request ended by cancellation must
+        still give its slot back."""
+        if self._released:
+            return
+        self._released = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._store.release(self._user_id, self._token)
+            except RedisError:
+                # The lease runs out by itself.
+                logger.warning("upload_slots_unavailable")
 
     async def keep_alive(self) -> None:
         """Renew the lease if a third of it has passed (cheap to call on every chunk)."""
@@ -139,11 +151,9 @@ def lease_seconds(idle_timeout: float) -> float:
     return max(60.0, 3 * idle_timeout)
 
 
-@asynccontextmanager
-async def upload_slot(
-    store: SlotStore, user_id: int, *, limit: int, idle_timeout: float
-) -> AsyncIterator[UploadSlot]:
-    """Hold one of the person's `limit` upload slots for the block; 429 when all are taken.
+async def take(store: SlotStore, user_id: int, *, limit: int, idle_timeout: float) -> UploadSlot:
+    """One of the person's `limit` upload slots; 429 when all are taken. Give it back with
+    `release()` (the upload service registers that on the unit of work).
 
     If the shared store is unreachable the upload goes ahead (logged): the slots protect
     other people from one person, and refusing everyone's uploads would not.
@@ -160,13 +170,4 @@ async def upload_slot(
             RETRY_AFTER_SECONDS,
             f"You already have {limit} uploads in progress; wait for one to finish",
         )
-    try:
-        yield UploadSlot(store, user_id, token, lease)
-    finally:
-        # Shielded: a request ended by cancellation must still give its slot back.
-        with anyio.CancelScope(shield=True):
-            try:
-                await store.release(user_id, token)
-            except RedisError:
-                # The lease runs out by itself.
-                logger.warning("upload_slots_unavailable")
+    return UploadSlot(store, user_id, token, lease)

@@ -1,18 +1,25 @@
-"""Uploads: accept (validate, store, record), list and fetch with owner checks, and the word
-count job's body (shared by the Celery task and anything else that needs it).
+"""Uploads: receive and accept (validate, store, record), list and fetch with owner checks,
+and the steps of the word-count job (run by app/tasks/wordcount.py, which owns its commits).
 
-Accepting an upload, in order: the upload right is checked before the body is read (402);
-the body is streamed to a temporary file with the size limit enforced on the way (413); the
-type is checked by extension and by content (415); the file is renamed into place under a
-generated name; then one database transaction spends the upload credit, inserts the row and
-its `file_uploaded` activity. Whatever fails, no file and no row stay behind. The job is
-enqueued by the caller only after that transaction has committed.
+Receiving an upload (`receive`), in order: one of the person's upload slots is taken (429);
+the upload right is checked in a short session of its own, so no pooled connection is held
+while the body arrives (402); the body is streamed to a temporary file with the size limit
+enforced on the way (413) and an idle timeout (408); the type is checked by extension and by
+content (415); the file is renamed into place under a generated name; then the caller's
+transaction spends the upload credit and adds the row and its `file_uploaded` activity.
+
+Everything that must follow is registered on the unit of work (app/uow.py), not sequenced by
+the caller: if the transaction does not commit, the stored file is deleted; once it has, the
+person's file-list pages are dropped everywhere and the word-count job is enqueued (if the
+broker cannot take it, the row is marked so the periodic job sends it at its next run). The
+slot is given back either way.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,14 +27,17 @@ from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import Integer, Row, Select, bindparam, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import uow
 from app.config import Settings
 from app.errors import NotFound, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus, User
-from app.services import entitlement, filetypes, storage, wordcount
+from app.services import entitlement, filetypes, jobs, storage, upload_slots, wordcount
 from app.services.activity import record_activity
 from app.services.filecache import FileChanges
+
+COUNT_JOB = "wordcount.count_words"
 
 logger = logging.getLogger("app.uploads")
 
@@ -68,6 +78,71 @@ async def _sniff(incoming: storage.IncomingFile, ext: str) -> str:
     return f"text/plain; charset={encoding}"
 
 
+@dataclass(frozen=True)
+class Intake:
+    """What receiving uploads needs besides the request's own session (one per process)."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    slots: upload_slots.SlotStore
+    changes: FileChanges
+
+
+@dataclass(frozen=True)
+class Body:
+    """A multipart request body, as the HTTP layer hands it over."""
+
+    chunks: AsyncIterator[bytes]
+    content_type: str
+    content_length: int | None
+
+
+async def receive(
+    session: AsyncSession,
+    intake: Intake,
+    body: Body,
+    *,
+    user_id: int,
+    settings: Settings,
+    before_file: storage.BeforeFile | None = None,
+) -> FileUpload:
+    """The whole upload, for the API and the dashboard's form alike (the form passes its CSRF
+    check as `before_file`, see storage.receive_upload). The row is flushed; the caller
+    commits, and the unit of work does the rest (see the module docstring)."""
+    slot = await upload_slots.take(
+        intake.slots,
+        user_id,
+        limit=settings.max_concurrent_uploads_per_user,
+        idle_timeout=settings.upload_idle_timeout_seconds,
+    )
+    # Held until the row is committed, or the request's transaction ends without it.
+    uow.after_commit(session, slot.release)
+    uow.on_rollback(session, slot.release)
+    async with intake.sessionmaker() as check:
+        right = await entitlement.check_upload_right(check, user_id, settings)
+    incoming = await storage.receive_upload(
+        body.chunks,
+        body.content_type,
+        content_length=body.content_length,
+        field="file",
+        max_bytes=settings.max_upload_bytes,
+        media_root=settings.media_root,
+        idle_timeout=settings.upload_idle_timeout_seconds,
+        on_chunk=slot.keep_alive,
+        before_file=before_file,
+    )
+    upload = await accept_upload(session, right=right, incoming=incoming, settings=settings)
+    uow.after_commit(session, lambda: intake.changes.announce(user_id))
+    jobs.enqueue_after_commit(
+        session,
+        COUNT_JOB,
+        upload.id,
+        on_failure=lambda: uow.transaction(
+            intake.sessionmaker, lambda s: mark_not_queued(s, upload.id)
+        ),
+    )
+    return upload
+
+
 async def accept_upload(
     session: AsyncSession,
     *,
@@ -77,9 +152,9 @@ async def accept_upload(
 ) -> FileUpload:
     """Validate and store a received file and add its row (flushed, not committed).
 
-    The caller commits; if that fails it must call `storage.discard` on the stored path
-    (`discard_stored`). Raises UnsupportedFileType (415) or PaymentRequired (402); in every
-    error case the temporary or stored file has already been removed.
+    Raises UnsupportedFileType (415) or PaymentRequired (402), having removed the temporary
+    and stored file; once it returns, the stored file is deleted if the transaction does not
+    commit.
     """
     user_id = right.user_id
     final: Path | None = None
@@ -116,15 +191,13 @@ async def accept_upload(
             filename=upload.filename,
             size=upload.size,
         )
-        return upload
     except BaseException:
         storage.discard(incoming.temp_path)
         storage.discard(final)
         raise
-
-
-def discard_stored(upload: FileUpload, settings: Settings) -> None:
-    storage.discard(storage.resolve(settings.media_root, upload.file))
+    stored = final
+    uow.on_rollback(session, lambda: storage.discard(stored))
+    return upload
 
 
 async def mark_not_queued(session: AsyncSession, upload_id: int) -> None:
@@ -220,19 +293,29 @@ class JobResult:
     word_count: int | None = None
 
 
-async def _claim(session: AsyncSession, upload_id: int) -> FileUpload | None:
-    """Count this start of the job; None when there is nothing to do (gone or settled)."""
+async def start_job(session: AsyncSession, upload_id: int) -> FileUpload | None:
+    """Count this start of the job (flushed: the task commits it before counting, so a job
+    that kills its worker still counts as an attempt); None when there is nothing to do."""
     result = await session.execute(
         update(FileUpload)
         .where(FileUpload.id == upload_id, FileUpload.status == UploadStatus.PROCESSING)
         .values(attempts=FileUpload.attempts + 1)
         .execution_options(synchronize_session=False)
     )
-    await session.commit()
     if getattr(result, "rowcount", 0) != 1:
         return None
     upload: FileUpload | None = await session.get(FileUpload, upload_id, populate_existing=True)
     return upload
+
+
+async def give_back_attempt(session: AsyncSession, upload_id: int) -> None:
+    """A transient fault is not an attempt (best effort)."""
+    await session.execute(
+        update(FileUpload)
+        .where(FileUpload.id == upload_id, FileUpload.attempts > 0)
+        .values(attempts=FileUpload.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _finish(
@@ -257,7 +340,6 @@ async def _finish(
         .execution_options(synchronize_session=False)
     )
     if getattr(result, "rowcount", 0) != 1:
-        await session.rollback()
         return False
     record_activity(
         session,
@@ -268,40 +350,22 @@ async def _finish(
         **({"word_count": word_count} if done else {"error": error}),
         **extra,
     )
-    await session.commit()
     return True
 
 
-async def process_upload(
+async def count_and_settle(
     session: AsyncSession,
-    upload_id: int,
+    upload: FileUpload,
     settings: Settings,
     changes: FileChanges | None = None,
 ) -> JobResult:
-    """Count the words of one upload. Idempotent: a settled upload is left alone.
-
-    A corrupt or unreadable file ends `failed` (with `error`); storage that is not there at
-    all raises TransientError so the job is retried; a job that keeps dying mid-way is given
-    up after MAX_ATTEMPTS starts. The settled upload is announced on `changes`.
-    """
-    upload = await _claim(session, upload_id)
-    if upload is None:
-        return JobResult("skipped")
-    try:
-        result = await _count(session, upload, settings)
-    except TransientError:
-        # A retry is not a new attempt: give the start back (best effort).
-        await session.rollback()
-        await session.execute(
-            update(FileUpload)
-            .where(FileUpload.id == upload_id, FileUpload.attempts > 0)
-            .values(attempts=FileUpload.attempts - 1)
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
-        raise
+    """Count the words of a started upload and settle it (flushed). A corrupt or unreadable
+    file ends `failed` (with `error`); storage that is not there at all raises TransientError
+    so the job is retried; a job that keeps dying mid-way is given up after MAX_ATTEMPTS
+    starts. The settled upload is announced on `changes` after the commit."""
+    result = await _count(session, upload, settings)
     if changes is not None:
-        await changes.announce(upload.user_id)
+        uow.after_commit(session, lambda: changes.announce(upload.user_id))
     return result
 
 

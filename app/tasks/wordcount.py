@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import uow
+from app.config import Settings
 from app.services import uploads
+from app.services.filecache import FileChanges
 from app.tasks.celery_app import celery_app
 from app.tasks.runtime import WorkerRuntime, run
 
@@ -45,8 +49,7 @@ TRANSIENT = (
 )
 def count_words(self: object, upload_id: int) -> str:
     async def job(rt: WorkerRuntime) -> str:
-        async with rt.sessionmaker() as session:
-            result = await uploads.process_upload(session, upload_id, rt.settings, rt.changes)
+        result = await process_upload(rt.sessionmaker, upload_id, rt.settings, rt.changes)
         logger.info(
             "upload_processed",
             extra={
@@ -60,9 +63,33 @@ def count_words(self: object, upload_id: int) -> str:
     return run(job)
 
 
+async def process_upload(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    upload_id: int,
+    settings: Settings,
+    changes: FileChanges | None = None,
+) -> uploads.JobResult:
+    """The job's body, in two transactions: the start is committed first (a job that kills
+    its worker still counts as an attempt), then the count and the settled row. Idempotent: a
+    settled upload is left alone."""
+    async with sessionmaker() as session:
+        upload = await uploads.start_job(session, upload_id)
+        await uow.commit(session)
+        if upload is None:
+            return uploads.JobResult("skipped")
+        try:
+            result = await uploads.count_and_settle(session, upload, settings, changes)
+        except uploads.TransientError:
+            await uow.rollback(session)
+            await uploads.give_back_attempt(session, upload_id)
+            await uow.commit(session)
+            raise
+        await uow.commit(session)
+        return result
+
+
 def enqueue_count(upload_id: int) -> None:
-    """Publish one job (blocking; the API calls it in a worker thread). Raises when the broker
-    cannot take it: the caller records that, and the reconcile job sends it later."""
+    """Publish one job (blocking)."""
     count_words.apply_async(args=[upload_id])
 
 
@@ -81,7 +108,7 @@ async def requeue_stuck_uploads(rt: WorkerRuntime) -> dict[str, int]:
     if sent:
         async with rt.sessionmaker() as session:
             await uploads.mark_queued(session, sent)
-            await session.commit()
+            await uow.commit(session)
         logger.info("uploads_requeued", extra={"count": len(sent)})
     return {"stuck": len(ids), "requeued": len(sent)}
 

@@ -19,8 +19,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.services import filecache, uploads
+from app.services import filecache
 from app.services.filecache import FileChanges, FilePageCache
+from app.tasks.wordcount import process_upload
 from tests.support import Account, UserFactory, grant_payment
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -105,10 +106,7 @@ async def test_the_list_follows_uploads_and_counts(
     assert (await files(client, bob))["total"] == 0
 
     # The worker settles it in another process; the list follows without waiting for expiry.
-    async with db() as session:
-        result = await uploads.process_upload(
-            session, upload_id, settings, FileChanges(worker_redis)
-        )
+    result = await process_upload(db, upload_id, settings, FileChanges(worker_redis))
     assert result.status == "completed"
 
     async def counted() -> bool:

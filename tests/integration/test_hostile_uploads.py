@@ -323,9 +323,9 @@ async def test_the_dashboard_form_is_dropped_too(
     csrf = str(URLSafeSerializer(TEST_SECRET_KEY, salt="csrf").dumps("hostile-test"))
     stalled = StalledUpload(
         quick_api,
-        {"Cookie": f"session={attacker.token}; csrftoken={csrf}"},
+        {"Cookie": f"session={attacker.token}; csrftoken={csrf}", "X-CSRF-Token": csrf},
         multipart_head() + b"a " * 1000,
-        path=f"/dashboard/upload?csrf_token={csrf}",
+        path="/dashboard/upload",
     )
     try:
         status, headers, _ = stalled.response()

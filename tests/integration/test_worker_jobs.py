@@ -21,6 +21,7 @@ from app.config import Settings
 from app.models import ActivityLog, FileUpload, UploadStatus
 from app.services import uploads
 from app.tasks.celery_app import celery_app
+from app.tasks.wordcount import process_upload
 from tests.support import Account, UserFactory, async_wait_until, grant_payment
 from tests.workers import ApiServer, CeleryWorker
 
@@ -276,10 +277,8 @@ async def test_running_the_job_twice_is_harmless(
     account = await user_factory.create()
     await grant_payment(db, account.id)
     upload_id = await _stored_upload(db, settings, account.id, b"one two three")
-    async with db() as session:
-        first = await uploads.process_upload(session, upload_id, settings)
-    async with db() as session:
-        second = await uploads.process_upload(session, upload_id, settings)
+    first = await process_upload(db, upload_id, settings)
+    second = await process_upload(db, upload_id, settings)
     assert (first.status, first.word_count, second.status) == ("completed", 3, "skipped")
     async with db() as session:
         logs = list(
@@ -297,9 +296,8 @@ async def test_missing_storage_is_transient_and_not_an_attempt(
     account = await user_factory.create()
     upload_id = await _stored_upload(db, settings, account.id, b"one two three")
     away = settings.model_copy(update={"media_root": tmp_path / "unmounted"})
-    async with db() as session:
-        with pytest.raises(uploads.TransientError):
-            await uploads.process_upload(session, upload_id, away)
+    with pytest.raises(uploads.TransientError):
+        await process_upload(db, upload_id, away)
     again = await row(db, upload_id)
     assert (again.status, again.attempts) == (UploadStatus.PROCESSING, 0)
 
@@ -316,8 +314,7 @@ async def test_a_job_that_keeps_dying_is_given_up(
             .values(attempts=uploads.MAX_ATTEMPTS)
         )
         await session.commit()
-    async with db() as session:
-        result = await uploads.process_upload(session, upload_id, settings)
+    result = await process_upload(db, upload_id, settings)
     assert result.status == "failed"
     done = await row(db, upload_id)
     assert done.status == UploadStatus.FAILED
