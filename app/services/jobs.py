@@ -37,7 +37,9 @@ def enqueue_after_commit(
         try:
             await to_thread.run_sync(lambda: publish(name, *args))
         except Exception:  # noqa: BLE001 - the periodic job sends it later
-            logger.warning("enqueue_failed", extra={"job": name, "job_args": list(args)}, exc_info=True)
+            logger.warning(
+                "enqueue_failed", extra={"job": name, "job_args": list(args)}, exc_info=True
+            )
             if on_failure is not None:
                 await on_failure()
 
