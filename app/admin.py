@@ -50,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import uow
 from app.config import Settings
 from app.deps import client_address, login_throttle
 from app.errors import InvalidCredentials, TooManyRequests
@@ -140,7 +141,7 @@ class StaffAuthBackend(AuthenticationBackend):
                 )
             except InvalidCredentials:
                 return await self._refuse(request, REFUSED, status.HTTP_400_BAD_REQUEST, {})
-            await session.commit()
+            await uow.commit(session)
         request.session.clear()
         request.session[_SESSION_KEY] = user.id
         return True

@@ -23,6 +23,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from app import uow
 from app.config import Settings, get_settings
 from app.errors import AppError
 from app.serve import ServeOptions
@@ -64,7 +65,7 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> str:
                 is_staff=args.staff,
                 is_superuser=args.superuser,
             )
-            await session.commit()
+            await uow.commit(session)
             role = "superuser" if user.is_superuser else "staff" if user.is_staff else "user"
             return f"created {role} {user.username!r} (id {user.id})"
     finally:
@@ -217,7 +218,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     py = sys.executable
     commands: list[tuple[str, list[str]]] = []
     if args.simulator:
-        commands.append(("simulator", [py, "-m", "simulator", "--port", str(args.simulator_port)]))
+        # The simulator notifies the service as aamarPay's IPN would (SPEC §5).
+        ipn_url = f"http://127.0.0.1:{args.port}/api/payment/ipn/"
+        commands.append(
+            (
+                "simulator",
+                [py, "-m", "simulator", "--port", str(args.simulator_port), "--ipn-url", ipn_url],
+            )
+        )
     commands.append(
         (
             "worker",

@@ -7,6 +7,7 @@ them too; the handlers below turn them, and every framework error, into the enve
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -136,12 +137,46 @@ class TooManyPendingPayments(AppError):
 
 
 class GatewayError(AppError):
+    """The payment gateway did not accept or answer a request: the one exception family the
+    gateway client (app/services/aamarpay.py) raises and the API answers. What the gateway
+    sent (`raw`) and what we sent (`request`, never with the signature key) stay on the
+    exception for the record; the answer carries only the message."""
+
     status_code = 502
     code = "gateway_error"
     default_detail = "The payment gateway refused the request"
 
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        request: dict[str, Any] | None = None,
+        raw: Any = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.raw = raw
+        #: The gateway's own HTTP status, when it answered with one.
+        self.http_status = http_status
 
-class GatewayUnavailable(AppError):
+    @property
+    def message(self) -> str:
+        return str(self.detail)
+
+    def redact(self, scrub: Callable[[str], str]) -> None:
+        """Pass the message through `scrub` (e.g. to remove a credential echoed back)."""
+        self.detail = scrub(self.message)
+        self.args = (self.detail,)
+
+
+class GatewayRejected(GatewayError):
+    """The gateway answered and refused the request (permanent)."""
+
+
+class GatewayUnavailable(GatewayError):
+    """The gateway could not be reached or gave no usable answer (transient)."""
+
     status_code = 503
     code = "gateway_unavailable"
     default_detail = "The payment gateway cannot be reached; try again shortly"

@@ -54,6 +54,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="accepted signature key (prefer SIMULATOR_SIGNATURE_KEY)",
     )
     parser.add_argument("--usd-rate", type=Decimal, default=defaults.usd_rate)
+    parser.add_argument(
+        "--ipn-url",
+        default=defaults.ipn_url,
+        help="the merchant's IPN listener, e.g. http://127.0.0.1:8000/api/payment/ipn/",
+    )
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -65,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         signature_key=args.signature_key,
         public_url=args.public_url.rstrip("/") if args.public_url else None,
         usd_rate=args.usd_rate,
+        ipn_url=args.ipn_url or None,
     )
     logging.getLogger("uvicorn.access").addFilter(RedactSignatureKey())
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the previous

@@ -75,6 +75,7 @@ from simulator.gateway import (
     TransactionOverrides,
     money,
 )
+from simulator.ipn import IpnSender
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -111,6 +112,11 @@ class ConfigUpdate(BaseModel):
     unknown_request_format: Literal["string", "object"] | None = None
     content_type: str | None = None
     usd_rate: str | float | None = None
+    ipn_url: str | None = None
+    ipn_mode: Literal["once", "twice", "never"] | None = None
+    ipn_delay_seconds: float | None = None
+    ipn_format: Literal["json", "form"] | None = None
+    ipn_retries: int | None = None
 
 
 class PayRequest(BaseModel):
@@ -140,6 +146,11 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = gateway
+    ipn = IpnSender()
+    app.state.ipn = ipn
+
+    def notify(tx: Transaction, fields: dict[str, str]) -> None:
+        ipn.payment_finished(tx.tran_id, fields, gateway.config, settings.ipn_url)
 
     def json_answer(data: Any) -> Response:
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -245,6 +256,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
                 return message_page(400, "Unknown action", "Choose one of the buttons.")
         except Conflict as exc:
             return message_page(409, "Payment already finished", str(exc))
+        notify(tx, fields)
         return html(
             "callback.html",
             action=gateway.callback_url(tx),
@@ -280,6 +292,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     @app.post("/_sim/reset", tags=["control"])
     async def reset() -> dict[str, bool]:
         gateway.reset()
+        ipn.reset()
         return {"ok": True}
 
     @app.get("/_sim/transactions", tags=["control"])
@@ -311,7 +324,13 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
             fields = gateway.complete(tx, outcome, body.method, client_ip(request))
         except Conflict as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
+        notify(tx, fields)
         return {"callback_url": gateway.callback_url(tx), "http_method": "POST", "fields": fields}
+
+    @app.get("/_sim/ipn", tags=["control"])
+    async def list_ipn_deliveries() -> list[dict[str, Any]]:
+        """Every IPN attempt: tran_id, copy, attempt, url, and the status or error."""
+        return ipn.deliveries
 
     @app.get("/_sim/requests", tags=["control"])
     async def list_requests() -> list[dict[str, Any]]:

@@ -142,6 +142,8 @@ class SimulatorSettings:
     signature_key: str = DEFAULT_SIGNATURE_KEY
     public_url: str | None = None  # None: derive from each request's own base URL
     usd_rate: Decimal = DEFAULT_USD_RATE
+    #: The merchant's IPN listener (given to aamarPay once); None: no IPN is sent.
+    ipn_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SimulatorSettings:
@@ -152,6 +154,7 @@ class SimulatorSettings:
             signature_key=env.get("SIMULATOR_SIGNATURE_KEY") or DEFAULT_SIGNATURE_KEY,
             public_url=(env.get("SIMULATOR_PUBLIC_URL") or None),
             usd_rate=Decimal(rate) if rate else DEFAULT_USD_RATE,
+            ipn_url=(env.get("SIMULATOR_IPN_URL") or None),
         )
 
 
@@ -171,6 +174,16 @@ class SimConfig(BaseModel):
     unknown_request_format: Literal["string", "object"] = "string"
     content_type: str = "application/json"
     usd_rate: Decimal = Field(default=DEFAULT_USD_RATE, gt=0, max_digits=12, decimal_places=4)
+    #: Where the IPN goes (overrides the start-up `ipn_url`; "" = none).
+    ipn_url: str | None = None
+    #: `once` (the default), `twice` (a duplicate), `never`.
+    ipn_mode: Literal["once", "twice", "never"] = "once"
+    #: Wait this long after the payment before sending it (a late IPN).
+    ipn_delay_seconds: float = Field(default=0.0, ge=0, le=600)
+    #: `json` (aamarPay's documented sample) or `form`.
+    ipn_format: Literal["json", "form"] = "json"
+    #: Sends again after a non-2xx answer or no answer, this many times, a second apart.
+    ipn_retries: int = Field(default=3, ge=0, le=10)
 
 
 class TransactionOverrides(BaseModel):

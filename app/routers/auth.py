@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
+from app import uow
 from app.deps import (
     CurrentUser,
     SessionDep,
@@ -39,7 +40,7 @@ async def register(body: UserCreate, session: SessionDep) -> UserRead:
     user = await create_user(
         session, username=body.username, password=body.password, email=body.email
     )
-    await session.commit()
+    await uow.commit(session)
     return UserRead.model_validate(user)
 
 
@@ -64,7 +65,7 @@ async def token(
         password=form.password,
         address=client_address(request),
     )
-    await session.commit()
+    await uow.commit(session)
     access_token, expires_in = auth_service.issue_token(user, settings)
     return TokenRead(access_token=access_token, expires_in=expires_in)
 

@@ -35,7 +35,6 @@ from app.deps import (
 )
 from app.errors import AppError, InvalidToken, TooManyRequests
 from app.models import User
-from app.routers.payments import start_payment
 from app.schemas.users import UserCreate
 from app.security import decode_access_token
 from app.services import activity, auth, entitlement, payments, uploads
@@ -257,7 +256,7 @@ async def login_submit(request: Request, session: SessionDep, settings: Settings
         return render(
             request, settings, "dashboard/login.html", context, status_code=exc.status_code
         )
-    await session.commit()
+    await uow.commit(session)
     token, lifetime = auth.issue_browser_token(user, settings)
     response = redirect("/dashboard/")
     set_session(response, token, lifetime, settings)
@@ -305,7 +304,7 @@ async def register_submit(request: Request, session: SessionDep, settings: Setti
         return render(
             request, settings, "dashboard/register.html", context, status_code=exc.status_code
         )
-    await session.commit()
+    await uow.commit(session)
     token, lifetime = auth.issue_browser_token(user, settings)
     response = redirect("/dashboard/?welcome=1")
     set_session(response, token, lifetime, settings)
@@ -332,7 +331,7 @@ async def logout(request: Request, session: SessionDep, settings: SettingsDep) -
     payload = decode_access_token(token, secret_key=settings.secret_key) if token else None
     if payload is not None:
         await auth.end_browser_session(session, payload)
-        await session.commit()
+        await uow.commit(session)
     response = redirect("/login?logged_out=true")
     response.delete_cookie(
         SESSION_COOKIE,
@@ -428,11 +427,14 @@ async def pay(
     if user is None:
         return redirect("/login")
     try:
-        started = await start_payment(session, gateway, user, settings)
+        outcome = await payments.start(session, gateway, user, settings)
+        await uow.commit(session)
+        if problem := outcome.problem():
+            raise problem
     except AppError as exc:
         code = exc.code if exc.code in NOTICES else "gateway_error"
         return redirect(f"/dashboard/?notice={code}")
-    return redirect(started.payment_url)
+    return redirect(outcome.extra["payment_url"])
 
 
 @router.post("/dashboard/upload", response_class=RedirectResponse)

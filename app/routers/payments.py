@@ -1,27 +1,28 @@
-"""aamarPay: initiate, the gateway's browser returns (success / fail / cancel), own history.
+"""aamarPay: initiate, the gateway's routes (browser returns and the IPN), own history.
 
-The three return routes take no authentication (the gateway sends the customer's browser,
-real aamarPay as a cross-site form POST) and are the only routes exempt from CSRF checks.
-A browser (Accept: text/html) gets a 303 to the dashboard; API clients get JSON holding
-only `transaction_id` and `status` (anyone may call these routes with an id: they answer
-no personal data). Their bodies are read up to MAX_CALLBACK_BODY_BYTES (413 beyond, without
-reading the rest), and the gateway is asked about one transaction at most once per
-`payments.CHECK_INTERVAL` (see `_verify`).
+The gateway routes (success, fail, cancel, IPN) take no authentication (the gateway sends the
+customer's browser, real aamarPay as a cross-site form POST; the IPN comes from its servers)
+and are the only state-changing routes exempt from CSRF checks. None of them is trusted: each
+only names a transaction, and the gateway's Search Transaction API decides (payments.settle).
+A browser (Accept: text/html) gets a 303 to the dashboard; other callers get JSON holding only
+`transaction_id` and `status` (anyone may call these routes with an id: they answer no
+personal data). Their bodies are read up to MAX_CALLBACK_BODY_BYTES (413 beyond, without
+reading the rest).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import RedirectResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Message
 
-from app.config import Settings
+from app import uow
 from app.deps import CurrentUser, GatewayDep, PaginationDep, SessionDep, SettingsDep
 from app.errors import (
-    AppError,
     Conflict,
     GatewayError,
     GatewayUnavailable,
@@ -33,19 +34,16 @@ from app.errors import (
     TooManyPendingPayments,
     responses,
 )
-from app.models import PaymentStatus, User
+from app.models import PaymentStatus
 from app.schemas.common import Page
 from app.schemas.payments import CallbackAnswer, PaymentInitiated, TransactionRead
 from app.services import payments
-from app.services.aamarpay import AamarPayClient
 
 router = APIRouter(prefix="/api", tags=["payments"])
 
 MAX_FIELDS = 100
 #: Request bodies of the unauthenticated gateway routes (a real callback is about 2 KiB).
 MAX_CALLBACK_BODY_BYTES = 64 * 1024
-#: Claims a callback tries before answering 503 (each waits for the question before it).
-MAX_CLAIM_ROUNDS = 3
 
 
 @router.post(
@@ -60,27 +58,14 @@ async def initiate_payment(
     """Start paying for upload access: answers the gateway's `payment_url` for the browser.
     429 `too_many_pending_payments` when you already hold MAX_PENDING_PAYMENTS_PER_USER
     unpaid ones."""
-    return await start_payment(session, gateway, user, settings)
+    outcome = await payments.start(session, gateway, user, settings)
+    await uow.commit(session)
+    if problem := outcome.problem():
+        raise problem
+    return PaymentInitiated.of(outcome.transaction, outcome.extra["payment_url"])
 
 
-async def start_payment(
-    session: AsyncSession, gateway: AamarPayClient, user: User, settings: Settings
-) -> PaymentInitiated:
-    """The whole initiation, for the API and the dashboard alike. The pending row is
-    committed before the gateway is called, and again with what the gateway said."""
-    tx = await payments.create_pending(session, user, settings)
-    await session.commit()
-    outcome = await payments.submit_to_gateway(session, gateway, tx, user, settings)
-    await session.commit()
-    if outcome.error:
-        raise outcome.error
-    return PaymentInitiated(
-        transaction_id=tx.transaction_id,
-        payment_url=outcome.extra["payment_url"],
-        amount=tx.amount,
-        currency=tx.currency,
-        status=tx.status,
-    )
+# --- the gateway's routes -------------------------------------------------------------------
 
 
 async def _limited_body(request: Request) -> bytes:
@@ -97,12 +82,25 @@ async def _limited_body(request: Request) -> bytes:
     return bytes(body)
 
 
-async def _callback_fields(request: Request) -> dict[str, str]:
-    """Query string and (for the gateway's form POST) the urlencoded body, as plain strings."""
+def _json_fields(body: bytes) -> dict[str, str]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput("The body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("The body must be a JSON object")
+    scalars = (str, int, float, bool)
+    return {str(k): str(v) for k, v in list(data.items())[:MAX_FIELDS] if isinstance(v, scalars)}
+
+
+async def get_callback_fields(request: Request) -> dict[str, str]:
+    """Query string and the body (the gateway's form POST, or the IPN's JSON), as strings."""
     body = await _limited_body(request)
     fields: dict[str, str] = dict(request.query_params)
     content_type = request.headers.get("content-type", "")
-    if body and content_type.startswith(
+    if body and content_type.startswith("application/json"):
+        fields.update(_json_fields(body))
+    elif body and content_type.startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
 
@@ -114,45 +112,54 @@ async def _callback_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "")
-
-
-def _answer(request: Request, outcome: payments.Outcome | None, error: AppError | None) -> Any:
-    if _wants_html(request):
-        if outcome is None:
-            state = "unknown"
-        elif isinstance(error, GatewayUnavailable):
-            state = "pending"
-        else:
-            state = outcome.transaction.status.value
-        return RedirectResponse(f"/dashboard/?payment={state}", status_code=303)
-    if error is not None:
-        raise error
-    assert outcome is not None  # noqa: S101
-    return CallbackAnswer(
-        transaction_id=outcome.transaction.transaction_id, status=outcome.transaction.status
-    )
-
-
-def _tran_id(fields: dict[str, str], *names: str) -> str:
-    for name in names:
+def tran_id_of(fields: dict[str, str]) -> str:
+    """The transaction the caller names: `mer_txnid` (the gateway's name) or `tran_id`."""
+    for name in ("mer_txnid", "tran_id"):
         value = fields.get(name, "").strip()
         if value:
             if len(value) > 64:
                 raise InvalidInput(f"{name} is too long")
             return value
-    raise InvalidInput(f"{names[0]} is required")
+    raise InvalidInput("mer_txnid is required")
 
 
-CALLBACK_RESPONSES = responses(
-    NotFound, PaymentNotVerified, RequestTooLarge, GatewayUnavailable, InvalidInput
-)
+CallbackFields = Annotated[dict[str, str], Depends(get_callback_fields)]
 
 
-SUCCESS_ROUTE: dict[str, Any] = {
+async def _respond(
+    request: Request,
+    session: SessionDep,
+    work: Callable[[], Awaitable[payments.Outcome]],
+    *,
+    browser: bool = True,
+) -> Any:
+    """Run the route's use case, commit, answer: a browser goes back to the dashboard (also
+    for an unknown or missing transaction); anyone else gets the two keys, or the error."""
+    to_browser = browser and "text/html" in request.headers.get("accept", "")
+    try:
+        outcome = await work()
+    except (NotFound, InvalidInput):
+        if to_browser:
+            return RedirectResponse("/dashboard/?payment=unknown", status_code=303)
+        raise
+    await uow.commit(session)
+    tx = outcome.transaction
+    if to_browser:
+        unavailable = outcome.verdict == payments.Verdict.UNAVAILABLE
+        state = "pending" if unavailable else tx.status.value
+        return RedirectResponse(f"/dashboard/?payment={state}", status_code=303)
+    if problem := outcome.problem():
+        raise problem
+    return CallbackAnswer(transaction_id=tx.transaction_id, status=tx.status)
+
+
+CALLBACK_ROUTE: dict[str, Any] = {
     "response_model": CallbackAnswer,
-    "responses": {**CALLBACK_RESPONSES, 303: {"description": "Browsers: back to the dashboard"}},
+    "responses": {
+        **responses(NotFound, PaymentNotVerified, RequestTooLarge, GatewayUnavailable),
+        **responses(InvalidInput),
+        303: {"description": "Browsers: back to the dashboard"},
+    },
 }
 RETURN_ROUTE: dict[str, Any] = {
     "response_model": CallbackAnswer,
@@ -163,76 +170,77 @@ RETURN_ROUTE: dict[str, Any] = {
 }
 
 
-async def _verify(
-    session: AsyncSession,
-    gateway: AamarPayClient,
-    tran_id: str,
-    settings: Settings,
-    *,
-    source: str,
-    callback: dict[str, str],
-) -> payments.Outcome:
-    """Settle a transaction with at most one gateway question per CHECK_INTERVAL across all
-    processes: claim the question (committed before asking, so others see it), or reuse the
-    last answer, or wait for the one being asked. The callback's fields are stored only with
-    a question, so repeats rewrite nothing."""
-    for _ in range(MAX_CLAIM_ROUNDS):
-        claim = await payments.claim_check(session, tran_id)
-        await session.commit()
-        if claim.mine:
-            outcome = await payments.ask_gateway(
-                session, gateway, settings, claim, source=source, callback=callback
-            )
-            await session.commit()
-            return outcome
-        answer = await payments.wait_for_answer(session, claim)
-        if answer is not None:
-            return answer
-    slow = GatewayUnavailable("The payment gateway is slow to answer; try again shortly")
-    return payments.Outcome(claim.transaction, error=slow)
-
-
-@router.get("/payment/success/", **SUCCESS_ROUTE)
-@router.post("/payment/success/", **SUCCESS_ROUTE)
+@router.get("/payment/success/", **CALLBACK_ROUTE)
+@router.post("/payment/success/", **CALLBACK_ROUTE)
 async def payment_success(
-    request: Request, session: SessionDep, settings: SettingsDep, gateway: GatewayDep
+    request: Request,
+    fields: CallbackFields,
+    session: SessionDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
 ) -> Any:
     """The gateway's success return (`mer_txnid` + the gateway's fields). The payment counts
     only once the gateway's Search Transaction API confirms it; repeats are harmless."""
-    fields = await _callback_fields(request)
-    try:
-        tran_id = _tran_id(fields, "mer_txnid", "tran_id")
-        outcome = await _verify(
-            session, gateway, tran_id, settings, source="success_callback", callback=fields
+    return await _respond(
+        request,
+        session,
+        lambda: payments.settle(
+            session,
+            gateway,
+            tran_id_of(fields),
+            settings,
+            source="success_callback",
+            callback=fields,
+        ),
+    )
+
+
+@router.post("/payment/ipn/", **CALLBACK_ROUTE)
+async def payment_ipn(
+    request: Request,
+    fields: CallbackFields,
+    session: SessionDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
+) -> Any:
+    """aamarPay's Instant Payment Notification (server to server, form or JSON). Verified
+    exactly like the success return: 200 with the transaction's status whatever the gateway
+    concluded, 503 while the gateway cannot be asked (so the sender tries again)."""
+
+    async def notified() -> payments.Outcome:
+        tran_id = tran_id_of(fields)
+        outcome = await payments.settle(
+            session, gateway, tran_id, settings, source="ipn", callback=fields
         )
-    except (NotFound, InvalidInput) as exc:
-        return _answer(request, None, exc)
-    return _answer(request, outcome, outcome.error)
+        if outcome.verdict == payments.Verdict.NOT_VERIFIED:
+            outcome.verdict = payments.Verdict.OK  # the notification itself was handled
+        return outcome
+
+    return await _respond(request, session, notified, browser=False)
 
 
-async def _returned(request: Request, session: SessionDep, to: PaymentStatus) -> Any:
-    fields = await _callback_fields(request)
-    try:
-        tran_id = _tran_id(fields, "mer_txnid", "tran_id")
-        outcome = await payments.mark_returned(session, tran_id, to, callback=fields)
-    except (NotFound, InvalidInput) as exc:
-        return _answer(request, None, exc)
-    await session.commit()
-    return _answer(request, outcome, None)
+async def _returned(
+    request: Request, fields: dict[str, str], session: SessionDep, to: PaymentStatus
+) -> Any:
+    return await _respond(
+        request,
+        session,
+        lambda: payments.mark_returned(session, tran_id_of(fields), to, callback=fields),
+    )
 
 
 @router.get("/payment/fail/", **RETURN_ROUTE)
 @router.post("/payment/fail/", **RETURN_ROUTE)
-async def payment_fail(request: Request, session: SessionDep) -> Any:
+async def payment_fail(request: Request, fields: CallbackFields, session: SessionDep) -> Any:
     """The gateway's fail return: a `pending` transaction becomes `failed` (a `success`
     never changes)."""
-    return await _returned(request, session, PaymentStatus.FAILED)
+    return await _returned(request, fields, session, PaymentStatus.FAILED)
 
 
 @router.get("/payment/cancel/", **RETURN_ROUTE)
-async def payment_cancel(request: Request, session: SessionDep) -> Any:
+async def payment_cancel(request: Request, fields: CallbackFields, session: SessionDep) -> Any:
     """The gateway's cancel return (`?tran_id=`, which we put in the cancel URL)."""
-    return await _returned(request, session, PaymentStatus.CANCELLED)
+    return await _returned(request, fields, session, PaymentStatus.CANCELLED)
 
 
 @router.get(

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainSerializer
 
-from app.models import PaymentStatus
+from app.models import PaymentStatus, PaymentTransaction
 from app.schemas.common import AwareDatetime, ORMModel
 
 #: Money goes out as a string with two decimals: "100.00".
@@ -18,6 +18,16 @@ class PaymentInitiated(ORMModel):
     amount: Money
     currency: str
     status: PaymentStatus
+
+    @classmethod
+    def of(cls, tx: PaymentTransaction, payment_url: str) -> PaymentInitiated:
+        return cls(
+            transaction_id=tx.transaction_id,
+            payment_url=payment_url,
+            amount=tx.amount,
+            currency=tx.currency,
+            status=tx.status,
+        )
 
 
 class CallbackAnswer(ORMModel):

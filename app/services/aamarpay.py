@@ -28,6 +28,8 @@ from typing import Any, Final
 
 import httpx
 
+from app.errors import GatewayError, GatewayRejected, GatewayUnavailable
+
 __all__ = [
     "AamarPayClient",
     "GatewayError",
@@ -57,36 +59,6 @@ _TRANSIENT_STATUS: Final = frozenset({408, 425, 429})
 _CENT: Final = Decimal("0.01")
 _SECRET_IN_TEXT = re.compile(r"(signature_key=)[^&\s\"']*")
 _RAW_BODY_LIMIT: Final = 500
-
-
-class GatewayError(Exception):
-    """Base class: the gateway did not accept or answer a request."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        request: dict[str, Any] | None = None,
-        raw: Any = None,
-        status_code: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.request = request
-        self.raw = raw
-        self.status_code = status_code
-
-
-class GatewayRejected(GatewayError):
-    """The gateway answered and refused the request (permanent)."""
-
-
-class GatewayUnavailable(GatewayError):
-    """The gateway could not be reached or gave no usable answer (transient)."""
-
-    @property
-    def reason(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +364,7 @@ class AamarPayClient:
         try:
             result = parse_initiate_response(body, sent)
         except GatewayError as exc:
-            exc.message = self._scrub(exc.message)
+            exc.redact(self._scrub)
             logger.warning(
                 "aamarpay initiate %s tran_id=%s: %s",
                 "rejected" if isinstance(exc, GatewayRejected) else "unusable answer",
@@ -424,7 +396,7 @@ class AamarPayClient:
         try:
             status = parse_transaction_status(tran_id, body)
         except GatewayError as exc:
-            exc.message = self._scrub(exc.message)
+            exc.redact(self._scrub)
             logger.warning("aamarpay trxcheck failed tran_id=%s: %s", tran_id, exc.message)
             raise
         logger.info(
@@ -468,7 +440,7 @@ class AamarPayClient:
             reason = f"HTTP {status} from the gateway"
             if permanent_4xx and 400 <= status < 500 and status not in _TRANSIENT_STATUS:
                 logger.warning("aamarpay %s rejected: %s", path, reason)
-                raise GatewayRejected(reason, request=sent, raw=raw, status_code=status)
+                raise GatewayRejected(reason, request=sent, raw=raw, http_status=status)
             raise self._unavailable(reason, sent, path, raw=raw, status_code=status)
         try:
             return json.loads(response.content.decode("utf-8-sig"))
@@ -489,4 +461,4 @@ class AamarPayClient:
     ) -> GatewayUnavailable:
         reason = self._scrub(reason)
         logger.warning("aamarpay %s unavailable: %s", path, reason)
-        return GatewayUnavailable(reason, request=sent, raw=raw, status_code=status_code)
+        return GatewayUnavailable(reason, request=sent, raw=raw, http_status=status_code)

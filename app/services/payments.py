@@ -14,9 +14,11 @@ then, the order goes back to `pending` for the reconcile job), always with a con
 produce exactly one transition and one activity row. Nothing leaves `success`. No lock is
 held while the gateway is asked.
 
-Functions here flush but never commit: each returns an `Outcome` whose `error` the router
-raises *after* committing, so a transaction marked `failed` stays failed when the caller
-answers 402.
+Functions here flush and leave the commit to the caller; the two use cases that must make a
+write visible before asking the gateway (`start`, `settle`) do it at that point through the
+unit of work (app/uow.py). Each returns an `Outcome` whose `verdict` says what happened; the
+caller commits, then answers it (402, 503, 502), so a transaction marked `failed` stays failed
+when the caller answers 402.
 
 Gateway questions are rationed (SPEC §5, §9): the server asks about one transaction at most
 once every CHECK_INTERVAL, whatever the last answer was. `claim_check` takes the right to ask
@@ -34,6 +36,7 @@ MAX_VERIFICATIONS_KEPT verifications.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import secrets
 from collections.abc import Iterable, Mapping
@@ -48,6 +51,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import uow
 from app.config import Settings
 from app.errors import (
     AppError,
@@ -55,11 +59,11 @@ from app.errors import (
     GatewayError,
     GatewayUnavailable,
     NotFound,
+    PaymentNotVerified,
     TooManyPendingPayments,
 )
-from app.errors import PaymentNotVerified as PaymentNotVerifiedError
 from app.models import Action, PaymentStatus, PaymentTransaction, User
-from app.services import aamarpay, entitlement
+from app.services import aamarpay, entitlement, receipts
 from app.services.activity import record_activity
 from app.services.pagination import newest_first
 
@@ -196,14 +200,39 @@ def gateway_for(http: httpx.AsyncClient, settings: Settings) -> aamarpay.AamarPa
     )
 
 
+class Verdict(enum.StrEnum):
+    """What a payment use case concluded, for the caller to answer (the router maps each to
+    HTTP: 201/200, 402, 503, 502)."""
+
+    #: Done as asked: the order was registered, or the transaction is paid / was closed.
+    OK = "ok"
+    #: The gateway does not confirm the payment (or confirms it for the wrong amount, store...).
+    NOT_VERIFIED = "not_verified"
+    #: The gateway could not be asked; the transaction stays `pending` for the reconcile job.
+    UNAVAILABLE = "unavailable"
+    #: The gateway refused to register the order (or gave no usable answer to it).
+    REJECTED = "rejected"
+
+
 @dataclass
 class Outcome:
     transaction: PaymentTransaction
-    #: Raised by the caller after it commits.
-    error: AppError | None = None
+    verdict: Verdict = Verdict.OK
+    #: Why, for NOT_VERIFIED, UNAVAILABLE and REJECTED: the message the person sees.
+    detail: str = ""
     #: True when this call made the transition (and wrote the activity row).
     changed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def problem(self) -> AppError | None:
+        """The error a caller answers with, once it has committed; None for OK."""
+        if self.verdict == Verdict.NOT_VERIFIED:
+            return PaymentNotVerified(self.detail or None)
+        if self.verdict == Verdict.UNAVAILABLE:
+            return GatewayUnavailable(self.detail or None)
+        if self.verdict == Verdict.REJECTED:
+            return GatewayError(self.detail or None)
+        return None
 
 
 def _now() -> datetime:
@@ -391,7 +420,7 @@ async def submit_to_gateway(
         message = (
             exc.message if kind == "rejected" else f"No answer from the gateway: {exc.message}"
         )
-        return Outcome(tx, error=GatewayError(message), changed=True)
+        return Outcome(tx, Verdict.REJECTED, message, changed=True)
     tx.gateway_response = {
         "initiate": {
             "at": _stamp(),
@@ -405,6 +434,52 @@ async def submit_to_gateway(
 
 
 # --- verification ---------------------------------------------------------------------------
+
+
+async def start(
+    session: AsyncSession, gateway: aamarpay.AamarPayClient, user: User, settings: Settings
+) -> Outcome:
+    """Start paying: the use case of `POST /api/initiate-payment/` and the dashboard's Pay
+    button. The pending order is committed before the gateway hears of it (so a callback can
+    never find it missing); what the gateway said is flushed for the caller's commit. 409 /
+    429 are raised before anything is written; a refusing gateway is `Verdict.REJECTED`
+    (the order is then `failed`)."""
+    tx = await create_pending(session, user, settings)
+    await uow.commit(session)  # checkpoint: the order exists before the gateway is asked
+    return await submit_to_gateway(session, gateway, tx, user, settings)
+
+
+#: Claims a callback tries before answering "unavailable" (each waits for the question
+#: before it).
+MAX_CLAIM_ROUNDS = 3
+
+
+async def settle(
+    session: AsyncSession,
+    gateway: aamarpay.AamarPayClient,
+    transaction_id: str,
+    settings: Settings,
+    *,
+    source: str,
+    callback: Mapping[str, Any],
+) -> Outcome:
+    """Settle a transaction a caller named (the browser's success return, the IPN): ask the
+    gateway at most once per CHECK_INTERVAL across all processes. Claim the question
+    (committed before asking, so others see it), or reuse the last answer, or wait for the one
+    being asked. The callback's fields are stored only with a question, so repeats rewrite
+    nothing. 404 for an unknown transaction; the rest is in the Outcome's verdict."""
+    for _ in range(MAX_CLAIM_ROUNDS):
+        claim = await claim_check(session, transaction_id)
+        await uow.commit(session)  # checkpoint: the claim is seen before the gateway is asked
+        if claim.mine:
+            return await ask_gateway(
+                session, gateway, settings, claim, source=source, callback=callback
+            )
+        answer = await wait_for_answer(session, claim)
+        if answer is not None:
+            return answer
+    detail = "The payment gateway is slow to answer; try again shortly"
+    return Outcome(claim.transaction, Verdict.UNAVAILABLE, detail)
 
 
 @dataclass(frozen=True)
@@ -512,6 +587,9 @@ async def _transition(
         reason=reason,
         **({"pg_txnid": pg_txnid} if pg_txnid else {}),
     )
+    if to == PaymentStatus.SUCCESS:
+        # Whichever route made it paid (browser return, IPN, reconcile): one receipt.
+        receipts.enqueue_after_commit(session, tx.id)
     return True
 
 
@@ -575,15 +653,17 @@ async def claim_check(session: AsyncSession, transaction_id: str) -> Claim:
     return Claim(await _reload(session, tx.id), mine=False)
 
 
-def _not_verified(detail: str) -> PaymentNotVerifiedError:
-    return PaymentNotVerifiedError(f"Payment not confirmed: {detail}")
+UNAVAILABLE_DETAIL: Final = (
+    "The payment gateway could not confirm the payment right now; it will be checked again shortly"
+)
 
 
-def _unavailable() -> GatewayUnavailable:
-    return GatewayUnavailable(
-        "The payment gateway could not confirm the payment right now; "
-        "it will be checked again shortly"
-    )
+def _not_verified(tx: PaymentTransaction, reason: str, *, changed: bool = False) -> Outcome:
+    return Outcome(tx, Verdict.NOT_VERIFIED, f"Payment not confirmed: {reason}", changed=changed)
+
+
+def _unavailable(tx: PaymentTransaction) -> Outcome:
+    return Outcome(tx, Verdict.UNAVAILABLE, UNAVAILABLE_DETAIL)
 
 
 def last_answer(tx: PaymentTransaction) -> Outcome | None:
@@ -591,9 +671,9 @@ def last_answer(tx: PaymentTransaction) -> Outcome | None:
     if tx.status == PaymentStatus.SUCCESS or tx.check_outcome == CONFIRMED:
         return Outcome(tx)
     if tx.check_outcome == UNAVAILABLE:
-        return Outcome(tx, error=_unavailable())
+        return _unavailable(tx)
     if tx.check_outcome == NOT_VERIFIED:
-        return Outcome(tx, error=PaymentNotVerifiedError(tx.check_detail or None))
+        return Outcome(tx, Verdict.NOT_VERIFIED, tx.check_detail or "Payment not confirmed")
     return None
 
 
@@ -614,7 +694,7 @@ async def wait_for_answer(session: AsyncSession, claim: Claim) -> Outcome | None
             return answer
         if tx.checked_at is None or tx.checked_at <= _now() - CHECK_INTERVAL:
             return None
-        await session.rollback()
+        await session.close()  # ends the read: no connection held while waiting
         await asyncio.sleep(delay)
         delay = min(delay * 2, WAIT_POLL_MAX_SECONDS)
         tx = await _reload(session, tx_id)
@@ -661,7 +741,7 @@ async def _ask(
         )
         if tx.status != PaymentStatus.PENDING:
             tx = await _reopen(session, tx, source=source, reason=exc.message, callback=callback)
-        return Outcome(tx, error=_unavailable())
+        return _unavailable(tx)
     decision = decide(tx, status, settings)
     entry: dict[str, Any] = {
         "at": _stamp(),
@@ -691,13 +771,13 @@ def next_check_at(tx: PaymentTransaction, outcome: str, settings: Settings) -> d
 async def _record_answer(session: AsyncSession, outcome: Outcome, settings: Settings) -> None:
     tx = outcome.transaction
     detail: str | None = None
-    if outcome.error is None:
+    if outcome.verdict == Verdict.OK:
         kind = CONFIRMED
-    elif isinstance(outcome.error, GatewayUnavailable):
+    elif outcome.verdict == Verdict.UNAVAILABLE:
         kind = UNAVAILABLE
     else:
         kind = NOT_VERIFIED
-        detail = str(outcome.error.detail)[:255]
+        detail = outcome.detail[:255]
     await session.execute(
         update(PaymentTransaction)
         .where(PaymentTransaction.id == tx.id)
@@ -764,7 +844,7 @@ async def apply_decision(
         tx = await _reload(session, tx.id)
         if tx.status == PaymentStatus.SUCCESS:
             return Outcome(tx)
-        return Outcome(tx, error=_not_verified(decision.reason))
+        return _not_verified(tx, decision.reason)
 
     if decision.result == "success":
         assert decision.pg_txnid is not None  # noqa: S101 - decide() guarantees it
@@ -800,8 +880,9 @@ async def apply_decision(
         )
     except IntegrityError:
         # A concurrent transaction took the same pg_txnid between our check and the UPDATE.
-        # Nothing else was written in this unit of work, so start it again from the top.
-        await session.rollback()
+        # Nothing else was written in this unit of work (the claim was committed before the
+        # gateway was asked), so it starts again from the top.
+        await uow.rollback(session)
         tx = await _reload(session, tx_id)
         decision = Decision("failed", f"gateway transaction {decision.pg_txnid} already used")
         to = PaymentStatus.FAILED
@@ -822,7 +903,7 @@ async def apply_decision(
     tx = await _reload(session, tx_id)
     if tx.status == PaymentStatus.SUCCESS:
         return Outcome(tx, changed=changed)
-    return Outcome(tx, error=_not_verified(decision.reason), changed=changed)
+    return _not_verified(tx, decision.reason, changed=changed)
 
 
 # --- fail / cancel --------------------------------------------------------------------------
@@ -921,7 +1002,7 @@ async def reconcile_claimed(
     expiry = timedelta(seconds=settings.pending_payment_expiry_seconds)
     if (
         tx.status == PaymentStatus.PENDING
-        and isinstance(outcome.error, PaymentNotVerifiedError)
+        and outcome.verdict == Verdict.NOT_VERIFIED
         and tx.timestamp < _now() - expiry
     ):
         entry = {"at": _stamp(), "source": "reconcile", "decision": "failed", "reason": "expired"}

@@ -55,7 +55,7 @@ async def create_user(
     try:
         await session.flush()
     except IntegrityError as exc:
-        await session.rollback()
+        # The caller's unit of work rolls back (nothing of it can be kept).
         raise Conflict(TAKEN, code="username_taken") from exc
     record_activity(session, user_id=user.id, action=Action.REGISTERED)
     return user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from app import uow
 from app.errors import NotFound
 from app.services import payments
 from app.tasks.celery_app import celery_app
@@ -33,12 +34,12 @@ async def reconcile_payments(rt: WorkerRuntime) -> dict[str, int]:
                 claim = await payments.claim_check(session, transaction_id)
             except NotFound:  # deleted since it was listed
                 continue
-            await session.commit()
+            await uow.commit(session)
             if not claim.mine:
                 counts["skipped"] = counts.get("skipped", 0) + 1
                 continue
             outcome = await payments.reconcile_claimed(session, gateway, rt.settings, claim)
-            await session.commit()
+            await uow.commit(session)
         counts["checked"] += 1
         key = outcome.transaction.status.value
         counts[key] = counts.get(key, 0) + 1

@@ -291,8 +291,7 @@ async def test_initiate_unavailable(
     with pytest.raises(GatewayUnavailable) as caught:
         await client.initiate(**ORDER)
     assert caught.value.message == message
-    assert caught.value.reason == message
-    assert caught.value.status_code == status_code
+    assert caught.value.http_status == status_code
     assert caught.value.request is not None
     assert "signature_key" not in caught.value.request
 
