@@ -27,6 +27,10 @@ class PaymentTransaction(Base):
         Index("ix_payment_transaction_user_time", "user_id", "timestamp"),
         Index("ix_payment_transaction_user_status", "user_id", "status"),
         Index("ix_payment_transaction_status_time", "status", "timestamp"),
+        # The admin: its sorts and its currency filter (SPEC §13).
+        Index("ix_payment_transaction_timestamp", "timestamp"),
+        Index("ix_payment_transaction_amount", "amount"),
+        Index("ix_payment_transaction_currency", "currency"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime, utcnow
@@ -10,6 +10,7 @@ from app.models.base import Base, BigId, UTCDateTime, utcnow
 
 class User(Base):
     __tablename__ = "user"
+    __table_args__ = (Index("ix_user_date_joined", "date_joined"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     #: Unique regardless of case (MariaDB's _ci collation; NOCASE on SQLite).
