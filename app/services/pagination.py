@@ -53,6 +53,11 @@ def deferred_page(
     return select(*columns).join_from(model, ids, model.id == ids.c.page_id).order_by(*order)
 
 
+#: Past this offset the total is read first, so that a page in the back half can be read
+#: from the oldest end of the index: the deepest page then walks as little as the first.
+FAR_OFFSET = 1_000
+
+
 async def newest_first(
     session: AsyncSession,
     model: type[T],
@@ -64,10 +69,32 @@ async def newest_first(
 ) -> tuple[list[T], int]:
     """(rows of this page, total matching rows), ordered by time then id, newest first.
 
-    One round trip: the total rides on every row as a scalar subquery (evaluated once). Only
-    an empty page past the start needs a COUNT of its own.
+    Near the start, one round trip: the total rides on every row as a scalar subquery
+    (evaluated once); only an empty page past the start needs a COUNT of its own. Deeper,
+    the COUNT comes first (it walks the index once), and a page in the back half is read
+    oldest-first from the other end of the index, then turned round.
     """
     count = select(func.count()).select_from(model).where(*conditions)
+    if offset > FAR_OFFSET:
+        total = int(await session.scalar(count) or 0)
+        if offset >= total:
+            return [], total
+        if offset > total // 2:
+            size = min(limit, total - offset)
+            oldest_first = [time_column.asc(), model.id.asc()]  # type: ignore[attr-defined]
+            ids = page_ids(
+                model.id,  # type: ignore[attr-defined]
+                conditions=conditions,
+                order_by=oldest_first,
+                limit=size,
+                offset=total - offset - size,
+            )
+            rows = await session.scalars(
+                select(model)
+                .join_from(model, ids, model.id == ids.c.page_id)  # type: ignore[attr-defined]
+                .order_by(*oldest_first)
+            )
+            return list(reversed(rows.all())), total
     found = (
         await session.execute(
             deferred_page(
