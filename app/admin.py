@@ -249,7 +249,7 @@ TYPE_FORMATTERS: dict[type[Any], Callable[[Any], Any]] = {
 EXACT_COUNT_LIMIT = 10_000
 #: A CSV export holds at most this many rows (the newest), read this many at a time.
 EXPORT_MAX_ROWS = 100_000
-EXPORT_BATCH_ROWS = 1_000
+EXPORT_BATCH_ROWS = 250
 #: A username prefix resolves to at most this many people.
 SEARCH_MAX_OWNERS = 50
 LIST_TEMPLATE = "list.html"
