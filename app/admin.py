@@ -245,8 +245,9 @@ TYPE_FORMATTERS: dict[type[Any], Callable[[Any], Any]] = {
 # * streams CSV exports in keyset batches of EXPORT_BATCH_ROWS, newest first, at most
 #   EXPORT_MAX_ROWS rows (the list page states the cap).
 
-#: Up to this many matching rows a list counts them; past it, it shows an estimate.
-EXACT_COUNT_LIMIT = 10_000
+#: Up to this many matching rows a list counts them (a walk of an index that covers the
+#: query: tens of milliseconds); past it, it shows the optimizer's estimate.
+EXACT_COUNT_LIMIT = 200_000
 #: A CSV export holds at most this many rows (the newest), read this many at a time.
 EXPORT_MAX_ROWS = 100_000
 EXPORT_BATCH_ROWS = 250
@@ -368,11 +369,12 @@ class ReadOnlyView(ModelView):
         return [first, (getattr(self.model, pk.key), first[1])]
 
     async def count_rows(self, session: AsyncSession, ids: Select[Any]) -> int:
-        """Exact up to EXACT_COUNT_LIMIT (a bounded walk of an index); past it, the
+        """Exact up to `exact_count_limit` (a bounded walk of an index); past it, the
         optimizer's estimate, as an `Estimate` (SQLite: counted, it has no estimate)."""
-        bounded = ids.order_by(None).limit(EXACT_COUNT_LIMIT + 1).subquery()
+        limit = self.exact_count_limit
+        bounded = ids.order_by(None).limit(limit + 1).subquery()
         counted = int(await session.scalar(select(func.count()).select_from(bounded)) or 0)
-        if counted <= EXACT_COUNT_LIMIT:
+        if counted <= limit:
             return counted
         if session.get_bind().dialect.name != "mysql":
             return int(await session.scalar(select(func.count()).select_from(ids.subquery())) or 0)
