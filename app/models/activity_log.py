@@ -28,7 +28,12 @@ class Action(enum.StrEnum):
 
 class ActivityLog(Base):
     __tablename__ = "activity_log"
-    __table_args__ = (Index("ix_activity_log_user_time", "user_id", "timestamp"),)
+    __table_args__ = (
+        Index("ix_activity_log_user_time", "user_id", "timestamp"),
+        # The admin: its sort and its action filter (SPEC §13).
+        Index("ix_activity_log_timestamp", "timestamp"),
+        Index("ix_activity_log_action_time", "action", "timestamp"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("user.id", ondelete="CASCADE"))

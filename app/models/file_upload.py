@@ -38,6 +38,10 @@ class FileUpload(Base):
         Index("ix_file_upload_user_time", "user_id", "upload_time"),
         Index("ix_file_upload_user_status_time", "user_id", "status", "upload_time"),
         Index("ix_file_upload_status_queued", "status", "queued_at"),
+        # The admin: its sort, its status filter and its file-name prefix search (SPEC §13).
+        Index("ix_file_upload_upload_time", "upload_time"),
+        Index("ix_file_upload_status_time", "status", "upload_time"),
+        Index("ix_file_upload_filename", "filename"),
         CheckConstraint("word_count IS NULL OR word_count >= 0", name="word_count_unsigned"),
     )
 

@@ -36,6 +36,10 @@ class PaymentTransaction(Base):
             "next_check_at",
             "timestamp",
         ),
+        # The admin: its sorts and its currency filter (SPEC §13).
+        Index("ix_payment_transaction_timestamp", "timestamp"),
+        Index("ix_payment_transaction_amount", "amount"),
+        Index("ix_payment_transaction_currency", "currency"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

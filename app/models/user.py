@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,6 +18,7 @@ def _canonical_of_row(context: DefaultExecutionContext) -> str:
 
 class User(Base):
     __tablename__ = "user"
+    __table_args__ = (Index("ix_user_date_joined", "date_joined"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     #: As the person typed it (surrounding whitespace removed): what pages show.

@@ -36,6 +36,7 @@ from app.models import Action, FileUpload, UploadStatus, User
 from app.services import entitlement, filetypes, jobs, storage, upload_slots, wordcount
 from app.services.activity import record_activity
 from app.services.filecache import FileChanges
+from app.services.pagination import deferred_page
 
 COUNT_JOB = "wordcount.count_words"
 
@@ -215,20 +216,25 @@ async def mark_not_queued(session: AsyncSession, upload_id: int) -> None:
 
 def _files_page_statement(with_status: bool) -> Select[Any]:
     """The page of a user's files, each row also carrying the total and whether the user is
-    active: one flat query (cheap for the server: one index range and two scalar subqueries
-    it evaluates once). Built once: constructing and keying a statement of this size costs
-    SQLAlchemy more CPU than running it."""
+    active: one query (cheap for the server: the page's ids from one index range, those rows
+    by primary key, and two scalar subqueries it evaluates once). A deep offset walks only
+    the index `(user_id[, status], upload_time)`, never the rows it skips (a deferred join,
+    see app/services/pagination.py). Built once: constructing and keying a statement of this
+    size costs SQLAlchemy more CPU than running it."""
     where = [FileUpload.user_id == bindparam("user_id")]
     if with_status:
         where.append(FileUpload.status == bindparam("status"))
     total = select(func.count()).select_from(FileUpload).where(*where).scalar_subquery()
     active = select(User.is_active).where(User.id == bindparam("user_id")).scalar_subquery()
-    return (
-        select(*FileUpload.__table__.c, total.label("total"), active.label("active"))
-        .where(*where)
-        .order_by(FileUpload.upload_time.desc(), FileUpload.id.desc())
-        .limit(bindparam("limit", type_=Integer))
-        .offset(bindparam("offset", type_=Integer))
+    return deferred_page(
+        FileUpload,
+        *FileUpload.__table__.c,
+        total.label("total"),
+        active.label("active"),
+        conditions=where,
+        time_column=FileUpload.upload_time,
+        limit=bindparam("limit", type_=Integer),
+        offset=bindparam("offset", type_=Integer),
     )
 
 

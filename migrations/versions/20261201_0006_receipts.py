@@ -1,7 +1,7 @@
 """e-mail receipts: when a payment's receipt was claimed for sending, and when it went out
 
 Revision ID: 0006_receipts
-Revises: 0004_browser_sessions
+Revises: 0005_scale_indexes
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision: str = "0006_receipts"
-down_revision: str | None = "0004_browser_sessions"
+down_revision: str | None = "0005_scale_indexes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -466,7 +466,8 @@ async def test_user_search_and_filter(seeded: Seeded, client: AsyncClient) -> No
 
 
 async def test_payment_search_and_filters(seeded: Seeded, client: AsyncClient) -> None:
-    by_txn = await client.get(LIST_PAGES["payment"], params={"search": "PENDBBBB"})
+    # Transaction ids by prefix (through their unique index, SPEC §13).
+    by_txn = await client.get(LIST_PAGES["payment"], params={"search": "TXNPENDB"})
     assert "TXNPENDBBBB0002" in by_txn.text
     assert "TXNPAIDAAAA0001" not in by_txn.text
 
