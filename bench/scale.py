@@ -43,6 +43,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from app.usernames import canonical_username
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "scale-bench-password"  # noqa: S105 - the seeded accounts' published password
 HEAVY = "heavy"
@@ -118,18 +120,26 @@ async def _seed_mysql(
     people = shape.users - 1  # ordinary users; `heavy` and `staff` come on top
     await conn.execute(
         text(
-            "INSERT INTO user (username, email, hashed_password, is_active, is_staff,"
-            " is_superuser, date_joined, upload_credits) VALUES"
-            " (:heavy, 'heavy@example.com', :h, 1, 0, 0, :t0, 0),"
-            " (:staff, 'staff@example.com', :h, 1, 1, 0, :t0, 0)"
+            "INSERT INTO user (username, username_canonical, email, hashed_password, is_active,"
+            " is_staff, is_superuser, date_joined, upload_credits) VALUES"
+            " (:heavy, :heavy_c, 'heavy@example.com', :h, 1, 0, 0, :t0, 0),"
+            " (:staff, :staff_c, 'staff@example.com', :h, 1, 1, 0, :t0, 0)"
         ),
-        {"heavy": HEAVY, "staff": STAFF, "h": hashed, "t0": epoch - timedelta(days=800)},
+        {
+            "heavy": HEAVY,
+            "heavy_c": canonical_username(HEAVY),
+            "staff": STAFF,
+            "staff_c": canonical_username(STAFF),
+            "h": hashed,
+            "t0": epoch - timedelta(days=800),
+        },
     )
     await conn.execute(
         text(
-            "INSERT INTO user (username, email, hashed_password, is_active, is_staff,"  # noqa: S608
-            " is_superuser, date_joined, upload_credits)"
-            f" SELECT CONCAT('user', LPAD(seq, 6, '0')), CONCAT('user', seq, '@example.com'),"
+            "INSERT INTO user (username, username_canonical, email, hashed_password,"  # noqa: S608
+            " is_active, is_staff, is_superuser, date_joined, upload_credits)"
+            " SELECT CONCAT('user', LPAD(seq, 6, '0')), CONCAT('user', LPAD(seq, 6, '0')),"
+            " CONCAT('user', seq, '@example.com'),"
             f" :h, 1, 0, 0, :t0 + INTERVAL seq * 2000 SECOND, 0 FROM seq_1_to_{people}"
         ),
         {"h": hashed, "t0": epoch - timedelta(days=700)},

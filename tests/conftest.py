@@ -46,7 +46,7 @@ from app.models import (  # noqa: E402
 )
 from tests.workers import CeleryWorker  # noqa: E402
 
-pytest_plugins = ["tests.plugins.simulator"]
+pytest_plugins = ["tests.plugins.simulator", "tests.plugins.smtp"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -30,7 +30,7 @@ import os
 import re
 import zipfile
 import zlib
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, NamedTuple
 
 __all__ = [
     "DOCX_PARSE_BUDGET_BYTES",
@@ -52,13 +52,6 @@ class UnsupportedContentError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # .txt
 
-_BOMS: Final = (
-    (codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32", "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8-sig", "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16", "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16", "utf-16-be"),
-)
 
 _SIGNATURES: Final = (
     (b"PK\x03\x04", "a zip archive (or a zip-based document)"),
@@ -87,10 +80,30 @@ _BINARY_CONTROLS: Final = bytes([*range(0x01, 0x09), *range(0x0E, 0x1A)])
 _MAX_CONTROL_SHARE: Final = 0.05
 
 
-def _detect_bom(head: bytes) -> tuple[str, str, int] | None:
-    for bom, name, codec in _BOMS:
-        if head.startswith(bom):
-            return name, codec, len(bom)
+class Bom(NamedTuple):
+    #: The charset as the upload check reports it (`utf-8-sig`, `utf-16`, `utf-32`).
+    name: str
+    #: The codec that decodes what follows the mark.
+    codec: str
+    length: int
+
+
+#: UTF-32 LE before UTF-16 LE: its mark starts with the UTF-16 LE one.
+_BOMS: Final = (
+    (codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32", "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8-sig", "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16", "utf-16-be"),
+)
+
+
+def detect_bom(head: bytes) -> Bom | None:
+    """The byte-order mark ``head`` (the first 4+ bytes) starts with, if any: the one place
+    both the upload check and the counter decide it."""
+    for mark, name, codec in _BOMS:
+        if head.startswith(mark):
+            return Bom(name, codec, len(mark))
     return None
 
 
@@ -120,7 +133,7 @@ def check_txt(path: StrPath) -> str:
     """
     with open(path, "rb") as stream:
         head = stream.read(64)
-        bom = _detect_bom(head)
+        bom = detect_bom(head)
         if bom is not None:
             name, codec, length = bom
             stream.seek(length)

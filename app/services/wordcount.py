@@ -78,7 +78,7 @@ import docx
 from docx.opc.exceptions import OpcError
 from docx.oxml.parser import oxml_parser
 
-from app.services.filetypes import DOCX_PARSE_BUDGET_BYTES, XmlParseCost
+from app.services.filetypes import DOCX_PARSE_BUDGET_BYTES, XmlParseCost, detect_bom
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -184,22 +184,6 @@ def count_text_words(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # .txt
 
-_BOMS: Final = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-
-
-def _detect_bom(head: bytes) -> tuple[str, int] | None:
-    """Return (codec name, BOM length) if ``head`` (the first 4+ bytes) starts with a BOM."""
-    for bom, codec in _BOMS:
-        if head.startswith(bom):
-            return codec, len(bom)
-    return None
-
 
 def _count_utf8_strict(stream: BinaryIO, chunk_size: int) -> int | None:
     """Count words in the rest of ``stream`` as strict UTF-8; None if it is not valid UTF-8."""
@@ -267,11 +251,11 @@ def count_txt_words(path: StrPath, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> i
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
     with open(path, "rb", buffering=0) as stream:
-        bom = _detect_bom(stream.read(4))
-        start = bom[1] if bom else 0
+        bom = detect_bom(stream.read(4))
+        start = bom.length if bom else 0
         stream.seek(start)
-        if bom is not None and bom[0] != "utf-8":
-            return _count_decoded(stream, bom[0], chunk_size)
+        if bom is not None and bom.codec != "utf-8":
+            return _count_decoded(stream, bom.codec, chunk_size)
         words = _count_utf8_strict(stream, chunk_size)
         if words is not None:
             return words

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
@@ -15,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,51 +21,9 @@ from app.models import ActivityLog, PaymentStatus, PaymentTransaction, User
 from app.services import mail
 from app.tasks.receipts import send_due_receipts, send_receipt
 from app.tasks.runtime import WorkerRuntime
-from tests.support import free_port
+from tests.plugins.smtp import SmtpServer
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@dataclass
-class Mailbox:
-    messages: list[EmailMessage] = field(default_factory=list)
-    recipients: list[list[str]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        raw = envelope.original_content or b""
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 OK"
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    mailbox: Mailbox
-    controller: Controller | None = None
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer(port=free_port(), mailbox=Mailbox())
-    server.start()
-    yield server
-    server.stop()
 
 
 def runtime(db: Sessions, settings: Settings, **changes: Any) -> WorkerRuntime:

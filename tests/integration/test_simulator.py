@@ -942,8 +942,14 @@ def test_config_validation_and_reset(http: httpx.Client, simulator: SimulatorCon
         "unknown_request_format": "string",
         "content_type": "application/json",
         "usd_rate": "110.00",
+        "ipn_url": None,
+        "ipn_mode": "once",
+        "ipn_delay_seconds": 0.0,
+        "ipn_format": "json",
+        "ipn_retries": 3,
     }
     assert http.post("/_sim/config", json={"dwon": True}).status_code == 422
+    assert http.post("/_sim/config", json={"ipn_mode": "thrice"}).status_code == 422
     assert http.post("/_sim/config", json={"trxcheck_delay_seconds": -1}).status_code == 422
     assert http.post("/_sim/config", json={"missing_field_format": "xml"}).status_code == 422
     simulator.config(down=True, usd_rate="100")

@@ -81,6 +81,10 @@ class SimulatorControl:
         """What trxcheck would answer now, without counting as a call."""
         return dict(self._call("GET", f"/_sim/trxcheck/{tran_id}"))
 
+    def ipn_deliveries(self) -> list[dict[str, Any]]:
+        """Every IPN the simulator tried to send (copy, attempt, status or error)."""
+        return list(self._call("GET", "/_sim/ipn"))
+
     def requests(self) -> list[dict[str, Any]]:
         """Protocol requests received so far (signature keys removed)."""
         return list(self._call("GET", "/_sim/requests"))
