@@ -219,7 +219,6 @@ def compose(receipt: Receipt, settings: Settings, language: str | None = None) -
     sender_name, sender_address = parseaddr(settings.email_from)
     message = EmailMessage()
     message["Subject"] = subject
-    message["Content-Language"] = lang
     message["From"] = formataddr((sender_name, sender_address))
     message["To"] = formataddr((receipt.username, receipt.email))
     domain = Address(addr_spec=sender_address).domain or "localhost"
@@ -227,4 +226,6 @@ def compose(receipt: Receipt, settings: Settings, language: str | None = None) -
     message["Message-ID"] = f"<receipt.{receipt.transaction_id}@{domain}>"
     message.set_content(env.get_template("receipt.txt").render(context))
     message.add_alternative(env.get_template("receipt.html").render(context), subtype="html")
+    # After the content: setting it removes the Content-* headers.
+    message["Content-Language"] = lang
     return message
