@@ -552,21 +552,6 @@ async def _files_context(
     }
 
 
-@router.get("/dashboard/files", response_class=HTMLResponse)
-async def files_panel(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    files_page: int = Query(1, ge=1),
-) -> Response:
-    """The files card alone, for the page's script to put in place after an upload."""
-    user_id = await page_user_id(request, settings)
-    context = None if user_id is None else await _files_context(session, user_id, files_page)
-    if context is None:
-        return Response(status_code=401, headers={"Cache-Control": "no-store"})
-    return render(request, settings, "dashboard/_files.html", context)
-
-
 def _script_messages(lang: str) -> dict[str, str]:
     texts = {code: tr(lang, text) for code, text in UPLOAD_ERRORS.items()}
     texts.update({key: tr(lang, text) for key, text in SCRIPT_MESSAGES.items()})

@@ -2,8 +2,8 @@
 // - files still being counted refresh by themselves;
 // - the upload form takes several files (chosen, or dropped on the form) and sends each to
 //   the API on its own, a few at a time, with a progress bar per file and its result in
-//   place (accepted, or the refusal's reason in the page's language); the files table is
-//   then refreshed from the server, so it is written exactly as the page writes it.
+//   place (accepted, or the refusal's reason in the page's language); the files and
+//   activity cards are then refreshed from the server, written exactly as the page writes them.
 (function () {
   "use strict";
   var lang = document.documentElement.lang || "en";
@@ -72,27 +72,33 @@
   }
   startPolling();
 
-  // The files card as the server writes it (after an upload was accepted).
+  // The files and activity cards as the server writes them (after an upload was accepted):
+  // this page fetched again, its two cards put in place.
   var reloading = null;
   var reloadAgain = false;
-  function reloadFiles() {
+  function reloadPanels() {
     if (!panel) return;
     if (reloading) { reloadAgain = true; return; }
-    reloading = fetch(panel.dataset.refreshUrl, {
+    reloading = fetch(window.location.pathname + window.location.search, {
       credentials: "same-origin",
       headers: { Accept: "text/html" }
     })
-      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
       .then(function (html) {
         if (html === null) return;
         var doc = new DOMParser().parseFromString(html, "text/html");
-        panel.replaceChildren.apply(panel, Array.prototype.slice.call(doc.body.childNodes));
+        ["files-panel", "activity-panel"].forEach(function (id) {
+          var fresh = doc.getElementById(id);
+          var current = document.getElementById(id);
+          if (!fresh || !current) return;
+          current.replaceChildren.apply(current, Array.prototype.slice.call(fresh.childNodes));
+        });
         startPolling();
       })
       .catch(function () {})
       .finally(function () {
         reloading = null;
-        if (reloadAgain) { reloadAgain = false; reloadFiles(); }
+        if (reloadAgain) { reloadAgain = false; reloadPanels(); }
       });
   }
 
@@ -170,7 +176,7 @@
         window.setTimeout(function () { queue.unshift(job); pump(); }, retryAfter * 1000);
       } else if (xhr.status === 202) {
         finish(item, true, t("accepted", "Uploaded."));
-        reloadFiles();
+        reloadPanels();
       } else {
         finish(item, false, xhr.status === 0 ? t("failed_generic", "Failed.") : refusal(xhr));
       }
@@ -186,6 +192,9 @@
   function start(files) {
     if (!files || !files.length) return;
     input.classList.remove("is-invalid");
+    // The page's earlier notices (after paying, after a previous upload) are old news now.
+    var notices = document.getElementById("messages");
+    if (notices) notices.replaceChildren();
     if (files.length > maxFiles) {
       input.classList.add("is-invalid");
       document.getElementById("file-feedback").textContent = t("too_many_files", "Too many files.");
