@@ -69,7 +69,7 @@ messages: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ -k tr:2 -k ntr:2,3 --no-location --sort-output \
 		--project=wordcount-service -o app/locales/messages.pot .
 	$(VENV)/bin/pybabel update -i app/locales/messages.pot -d app/locales -D messages \
-		--no-location --ignore-obsolete
+		--ignore-obsolete
 
 check: $(STAMP)
 	$(PY) -m app check
