@@ -271,9 +271,11 @@ class LanguageCookieMiddleware:
         if not is_language(chosen):
             await self.app(scope, receive, send)
             return
-        cookie = f"{COOKIE}={chosen}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax".encode(
-            "latin-1"
-        )
+        text = f"{COOKIE}={chosen}; Max-Age={COOKIE_MAX_AGE}; Path=/; SameSite=Lax"
+        settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+        if getattr(settings, "environment", None) == "production":
+            text += "; Secure"
+        cookie = text.encode("latin-1")
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
