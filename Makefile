@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test browser simulator lint bench load check clean lock lock-upgrade
+.PHONY: run demo test browser simulator lint bench load check clean lock lock-upgrade messages
 
 # The exact versions the tests passed with: requirements-dev.lock (requirements.lock, its
 # runtime part, is what the Docker image installs). `make lock` / `make lock-upgrade` write both
@@ -63,6 +63,13 @@ bench: $(STAMP)
 ## load: the load test against a local production-like stack (MariaDB + Redis on 127.0.0.1; README "Performance")
 load: $(STAMP)
 	$(PY) -m bench.load
+
+## messages: extract the pages' and e-mails' strings (babel.cfg) and merge them into app/locales/*/LC_MESSAGES/messages.po
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k N_ -k tr:2 -k ntr:2,3 --no-location --sort-output \
+		--project=wordcount-service -o app/locales/messages.pot .
+	$(VENV)/bin/pybabel update -i app/locales/messages.pot -d app/locales -D messages \
+		--ignore-obsolete
 
 check: $(STAMP)
 	$(PY) -m app check

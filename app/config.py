@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     email_from: str = "Word-count service <no-reply@localhost>"
     #: Templates here override `app/templates/email/` (same file names).
     email_templates_dir: Path | None = None
+    #: The pages' and e-mails' language for a browser that prefers neither `en` nor `bn`
+    #: (SPEC §12: `?lang=`, then the `lang` cookie, then Accept-Language, then this).
+    default_language: Literal["en", "bn"] = "en"
     mail_dir: Path = VAR_DIR / "mail"
 
     log_level: str = "INFO"

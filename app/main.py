@@ -21,6 +21,7 @@ from app.config import Settings, get_settings
 from app.csrf import CrossSiteGuard
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.i18n import LanguageCookieMiddleware
 from app.logging import configure_logging, request_id_middleware
 from app.routers import auth, dashboard, health, payments, uploads
 from app.services import filecache
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Added first, so it runs inside the request-id middleware (its refusals carry the id).
     app.add_middleware(CrossSiteGuard)
+    # `?lang=` on a page stores the choice in the `lang` cookie (SPEC §12).
+    app.add_middleware(LanguageCookieMiddleware)
     app.add_middleware(request_id_middleware)
     # Only the app's own assets; the media folder is never served as static files.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -43,6 +43,9 @@ class User(Base):
     date_joined: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Uploads bought and not yet used (only meaningful when UPLOADS_PER_PAYMENT > 0).
     upload_credits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The language the person last chose or signed in with (`en`, `bn`), for e-mails sent
+    #: outside a request (receipts); None: DEFAULT_LANGUAGE.
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username!r}>"

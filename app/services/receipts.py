@@ -26,7 +26,9 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, s
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import i18n
 from app.config import Settings
+from app.i18n import tr
 from app.models import Action, PaymentStatus, PaymentTransaction, User
 from app.services import jobs
 from app.services.activity import record_activity
@@ -43,6 +45,8 @@ class Receipt:
     currency: str
     pg_txnid: str
     paid_at: datetime
+    #: The person's stored language (None: DEFAULT_LANGUAGE).
+    language: str | None = None
 
 
 def _now() -> datetime:
@@ -54,7 +58,7 @@ async def claim(session: AsyncSession, payment_id: int) -> Receipt | None:
     no e-mail address, or already claimed by another run)."""
     row = (
         await session.execute(
-            select(PaymentTransaction, User.email, User.username)
+            select(PaymentTransaction, User.email, User.username, User.language)
             .join(User, User.id == PaymentTransaction.user_id)
             .where(
                 PaymentTransaction.id == payment_id,
@@ -87,6 +91,7 @@ async def claim(session: AsyncSession, payment_id: int) -> Receipt | None:
         currency=tx.currency,
         pg_txnid=tx.pg_txnid or "",
         paid_at=tx.updated_at,
+        language=row.language,
     )
 
 
@@ -151,26 +156,63 @@ def _templates(settings: Settings) -> Environment:
     loaders: list[FileSystemLoader | PackageLoader] = [PackageLoader("app", "templates/email")]
     if settings.email_templates_dir:
         loaders.insert(0, FileSystemLoader(settings.email_templates_dir))
-    return Environment(
+    env = Environment(
         loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         keep_trailing_newline=True,
     )
+    i18n.install(env)
+    return env
 
 
-def unlocked_text(settings: Settings) -> str:
+def unlocked_text(settings: Settings, lang: str = "en") -> str:
     if settings.uploads_per_payment == 0:
-        return "Uploading .txt and .docx files, with no limit on their number"
-    return f"{settings.uploads_per_payment} uploads of .txt or .docx files"
+        return tr(lang, "Uploading .txt and .docx files, with no limit on their number")
+    return i18n.ntr(
+        lang,
+        "%(count)s upload of a .txt or .docx file",
+        "%(count)s uploads of .txt or .docx files",
+        settings.uploads_per_payment,
+        count=i18n.format_number(settings.uploads_per_payment, lang),
+    )
 
 
-def compose(receipt: Receipt, settings: Settings) -> EmailMessage:
-    """The receipt as a plain-text + HTML message."""
+def receipt_language(receipt: Receipt, settings: Settings) -> str:
+    """The person's stored language, else DEFAULT_LANGUAGE."""
+    if i18n.is_language(receipt.language):
+        return str(receipt.language)
+    return settings.default_language
+
+
+def _amount(receipt: Receipt, lang: str) -> str:
+    """English keeps the accountant's `100.00 BDT`; Bengali writes `৳১০০.০০`."""
+    if lang == "en":
+        return f"{receipt.amount} {receipt.currency}"
+    return i18n.format_amount(receipt.amount, receipt.currency, lang)
+
+
+def _paid_at(receipt: Receipt, lang: str) -> str:
+    """To the second, in UTC: `2026-12-01 14:05:07 UTC`; in Bengali with CLDR `bn` month
+    names and Bengali digits (১ ডিসেম্বর ২০২৬, ১৪:০৫:০৭ UTC)."""
+    paid = receipt.paid_at.astimezone(UTC)
+    if lang == "en":
+        return paid.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return i18n.format_datetime(paid, lang, seconds=True)
+
+
+def compose(receipt: Receipt, settings: Settings, language: str | None = None) -> EmailMessage:
+    """The receipt as a plain-text + HTML message, in `language` (default: the person's
+    stored language, else DEFAULT_LANGUAGE): amounts, digits and dates as CLDR writes them."""
+    lang = receipt_language(receipt, settings)
+    if language is not None and i18n.is_language(language):
+        lang = language
     env = _templates(settings)
     context = {
+        "lang": lang,
         "receipt": receipt,
-        "paid_at": receipt.paid_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "unlocked": unlocked_text(settings),
+        "amount": _amount(receipt, lang),
+        "paid_at": _paid_at(receipt, lang),
+        "unlocked": unlocked_text(settings, lang),
         "dashboard_url": f"{settings.public_base_url}/dashboard/",
     }
     subject = " ".join(env.get_template("receipt_subject.txt").render(context).split())
@@ -184,4 +226,6 @@ def compose(receipt: Receipt, settings: Settings) -> EmailMessage:
     message["Message-ID"] = f"<receipt.{receipt.transaction_id}@{domain}>"
     message.set_content(env.get_template("receipt.txt").render(context))
     message.add_alternative(env.get_template("receipt.html").render(context), subtype="html")
+    # After the content: setting it removes the Content-* headers.
+    message["Content-Language"] = lang
     return message

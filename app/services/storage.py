@@ -18,6 +18,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path, PurePosixPath
 
 import anyio
@@ -25,7 +26,7 @@ from anyio import to_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.errors import FileTooLarge, InvalidInput, UploadTimeout
+from app.errors import AppError, FileTooLarge, InvalidInput, UploadTimeout
 
 INCOMING = ".incoming"
 #: Bytes gathered before one write to disk (off the event loop).
@@ -33,6 +34,8 @@ WRITE_BATCH = 256 * 1024
 #: Multipart overhead allowed on top of MAX_UPLOAD_BYTES when judging Content-Length.
 ENVELOPE_ALLOWANCE = 64 * 1024
 MAX_PARTS = 8
+#: Files one form POST may carry (receive_uploads: the dashboard's form without JavaScript).
+MAX_FILES_PER_REQUEST = 10
 MAX_HEADER_BYTES = 8 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -139,9 +142,11 @@ class _Receiver:
         self._file_seen = False
         self.ended = False
 
+    max_parts = MAX_PARTS
+
     def on_part_begin(self) -> None:
         self.parts += 1
-        if self.parts > MAX_PARTS:
+        if self.parts > self.max_parts:
             raise InvalidInput("Too many form fields")
         self._headers = {}
         self._header_bytes = 0
@@ -317,3 +322,181 @@ async def receive_upload(
         size=receiver.size,
         sha256=receiver.hasher.hexdigest(),
     )
+
+
+# --- several files in one body (the dashboard's form without JavaScript) -------------------
+
+
+@dataclass
+class RefusedFile:
+    """A file part of a multi-file body refused on its own (nothing of it is kept)."""
+
+    client_filename: str
+    error: AppError
+
+
+@dataclass
+class _FilePart:
+    filename: str
+    temp_path: Path
+    size: int = 0
+    refused: AppError | None = None
+    discarded: bool = False
+    hasher: hashlib._Hash = dataclass_field(default_factory=hashlib.sha256)
+    pending: bytearray = dataclass_field(default_factory=bytearray)
+
+
+class _ManyReceiver(_Receiver):
+    """Every `field` file part to a temporary file of its own, each bounded by `max_bytes`:
+    a part past the limit is refused alone (its bytes dropped and its file removed) while
+    the others go on; more than `max_files` file parts refuse the whole body."""
+
+    def __init__(
+        self,
+        field: str,
+        media_root: Path,
+        max_bytes: int,
+        max_files: int,
+        before_file: BeforeFile | None,
+    ) -> None:
+        super().__init__(field, media_root / "unused.part", max_bytes, before_file)
+        self.media_root = media_root
+        self.max_files = max_files
+        self.max_parts = max_files + MAX_PARTS
+        self.files: list[_FilePart] = []
+        self.current: _FilePart | None = None
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        self._field_name = None if b"filename" in options else name
+        self._field_value.clear()
+        if name == self.field and b"filename" in options:
+            self.run_before_file()
+            if len(self.files) >= self.max_files:
+                raise InvalidInput(f"At most {self.max_files} files can be sent at once")
+            self._in_file = True
+            self._file_seen = True
+            self.current = _FilePart(
+                filename=options[b"filename"].decode("utf-8", "replace"),
+                temp_path=incoming_dir(self.media_root) / f"{uuid.uuid4().hex}.part",
+            )
+            self.files.append(self.current)
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.current
+        if not self._in_file or part is None:
+            super().on_part_data(data, start, end)
+            return
+        if part.refused is not None:
+            return
+        part.size += end - start
+        if part.size > self.max_bytes:
+            part.refused = FileTooLarge(
+                f"The file is larger than the {self.max_bytes}-byte upload limit"
+            )
+            part.pending.clear()
+            return
+        chunk = data[start:end]
+        part.hasher.update(chunk)
+        part.pending += chunk
+
+    def on_part_end(self) -> None:
+        super().on_part_end()
+        self.current = None
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Write what has gathered (a part still arriving: once it is a batch), and remove
+        the files of refused parts."""
+        for part in self.files:
+            if part.refused is not None:
+                if not part.discarded:
+                    await to_thread.run_sync(discard, part.temp_path)
+                    part.discarded = True
+                continue
+            if part.pending and (
+                final or part is not self.current or len(part.pending) >= WRITE_BATCH
+            ):
+                data, part.pending = bytes(part.pending), bytearray()
+                await to_thread.run_sync(_append, part.temp_path, data)
+
+    def discard_all(self) -> None:
+        for part in self.files:
+            discard(part.temp_path)
+
+
+async def receive_uploads(
+    stream: AsyncIterator[bytes],
+    content_type: str,
+    *,
+    content_length: int | None,
+    field: str,
+    max_bytes: int,
+    media_root: Path,
+    max_files: int = MAX_FILES_PER_REQUEST,
+    before_file: BeforeFile | None = None,
+    idle_timeout: float | None = None,
+    on_chunk: Callable[[], Awaitable[None]] | None = None,
+) -> list[IncomingFile | RefusedFile]:
+    """Like `receive_upload`, for a body with one or more `field` file parts (at most
+    `max_files`, else 422 for the whole body). Each part is judged on its own: one past
+    `max_bytes` (413) or empty (422) is returned as a RefusedFile with nothing of it kept,
+    the others as IncomingFile in the order they came. A malformed, stalled or oversized body
+    refuses everything and leaves no temporary file. File parts with an empty name and no
+    content (a file input left empty) are ignored."""
+    mime, params = parse_options_header(content_type.encode("latin-1", "replace"))
+    missing = {"loc": ["body", field], "type": "missing"}
+    if mime != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidInput([{**missing, "msg": "send the files as multipart/form-data"}])
+    if content_length is not None and content_length > max_files * max_bytes + (ENVELOPE_ALLOWANCE):
+        raise FileTooLarge(f"The files are larger than {max_files} times the upload limit")
+    receiver = _ManyReceiver(field, media_root, max_bytes, max_files, before_file)
+    callbacks = {
+        "on_part_begin": receiver.on_part_begin,
+        "on_part_data": receiver.on_part_data,
+        "on_part_end": receiver.on_part_end,
+        "on_header_field": receiver.on_header_field,
+        "on_header_value": receiver.on_header_value,
+        "on_header_end": receiver.on_header_end,
+        "on_headers_finished": receiver.on_headers_finished,
+        "on_end": receiver.on_end,
+    }
+    try:
+        parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+        async for chunk in _chunks_with_idle_timeout(stream, idle_timeout):
+            parser.write(chunk)
+            if on_chunk is not None:
+                await on_chunk()
+            await receiver.flush()
+        parser.finalize()
+        if not receiver.ended:
+            raise FormParserError("the body ends before the closing boundary")
+        receiver.run_before_file()
+        await receiver.flush(final=True)
+    except FormParserError as exc:
+        receiver.discard_all()
+        raise InvalidInput("The multipart body is malformed") from exc
+    except BaseException:
+        receiver.discard_all()
+        raise
+    results: list[IncomingFile | RefusedFile] = []
+    for part in receiver.files:
+        if part.refused is None and part.size == 0:
+            discard(part.temp_path)
+            if not part.filename:
+                continue
+            part.refused = InvalidInput([{**missing, "msg": "the file is empty"}])
+        if part.refused is not None:
+            results.append(RefusedFile(part.filename, part.refused))
+            continue
+        results.append(
+            IncomingFile(
+                temp_path=part.temp_path,
+                client_filename=part.filename,
+                size=part.size,
+                sha256=part.hasher.hexdigest(),
+            )
+        )
+    if not results:
+        raise InvalidInput([{**missing, "msg": f"a file field named {field!r} is required"}])
+    return results

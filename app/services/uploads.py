@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import uow
 from app.config import Settings
-from app.errors import NotFound, UnsupportedFileType
+from app.errors import AppError, NotFound, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus, User
 from app.services import entitlement, filetypes, jobs, storage, upload_slots, wordcount
 from app.services.activity import record_activity
@@ -131,21 +131,84 @@ async def receive(
         on_chunk=slot.keep_alive,
         before_file=before_file,
     )
-    upload = await accept_upload(session, right=right, incoming=incoming, settings=settings)
-    uow.after_commit(session, lambda: intake.changes.announce(user_id))
-    jobs.enqueue_after_commit(
-        session,
-        COUNT_JOB,
-        upload.id,
-        on_failure=lambda: uow.transaction(
-            intake.sessionmaker, lambda s: mark_not_queued(s, upload.id)
-        ),
+    return await accept_upload(session, intake, right=right, incoming=incoming, settings=settings)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One file of a multi-file upload: accepted (`upload`) or refused (`error`, a code)."""
+
+    filename: str
+    error: str | None = None
+    upload: FileUpload | None = None
+
+
+#: How much of a client's file name a result repeats.
+RESULT_NAME_CHARS = 80
+
+
+async def receive_many(
+    session: AsyncSession,
+    intake: Intake,
+    body: Body,
+    *,
+    user_id: int,
+    settings: Settings,
+    before_file: storage.BeforeFile | None = None,
+) -> list[Received]:
+    """`receive` for a body of one or more files (the dashboard's form without script): one
+    upload slot and right check for the body, then each file accepted or refused on its own
+    (a refused one leaves nothing behind). The accepted rows are flushed for the caller's
+    commit, with the same effects as `receive`."""
+    slot = await upload_slots.take(
+        intake.slots,
+        user_id,
+        limit=settings.max_concurrent_uploads_per_user,
+        idle_timeout=settings.upload_idle_timeout_seconds,
     )
-    return upload
+    uow.after_commit(session, slot.release)
+    uow.on_rollback(session, slot.release)
+    async with intake.sessionmaker() as check:
+        right = await entitlement.check_upload_right(check, user_id, settings)
+    received = await storage.receive_uploads(
+        body.chunks,
+        body.content_type,
+        content_length=body.content_length,
+        field="file",
+        max_bytes=settings.max_upload_bytes,
+        media_root=settings.media_root,
+        idle_timeout=settings.upload_idle_timeout_seconds,
+        on_chunk=slot.keep_alive,
+        before_file=before_file,
+    )
+    results: list[Received] = []
+    try:
+        for item in received:
+            shown = storage.sanitize_filename(item.client_filename)[:RESULT_NAME_CHARS]
+            if isinstance(item, storage.RefusedFile):
+                results.append(Received(shown, item.error.code))
+                continue
+            try:
+                # A refusal (415, 402) is raised before this file wrote anything.
+                upload = await accept_upload(
+                    session, intake, right=right, incoming=item, settings=settings
+                )
+            except AppError as exc:
+                results.append(Received(shown, exc.code))
+                continue
+            results.append(Received(shown, upload=upload))
+    finally:
+        # Files not reached (an error part-way) leave nothing behind; accepted ones have
+        # been moved into place, so this finds nothing of them.
+        for item in received:
+            if isinstance(item, storage.IncomingFile):
+                storage.discard(item.temp_path)
+    return results
 
 
 async def accept_upload(
     session: AsyncSession,
+    intake: Intake,
     *,
     right: entitlement.UploadRight,
     incoming: storage.IncomingFile,
@@ -154,8 +217,10 @@ async def accept_upload(
     """Validate and store a received file and add its row (flushed, not committed).
 
     Raises UnsupportedFileType (415) or PaymentRequired (402), having removed the temporary
-    and stored file; once it returns, the stored file is deleted if the transaction does not
-    commit.
+    and stored file. Once it returns, the unit of work deletes the stored file if the
+    transaction does not commit; after the commit it announces the change to the file-list
+    caches and enqueues the word count (if the broker cannot take it, the row is marked for
+    the periodic job to send it).
     """
     user_id = right.user_id
     final: Path | None = None
@@ -198,6 +263,15 @@ async def accept_upload(
         raise
     stored = final
     uow.on_rollback(session, lambda: storage.discard(stored))
+    uow.after_commit(session, lambda: intake.changes.announce(user_id))
+    jobs.enqueue_after_commit(
+        session,
+        COUNT_JOB,
+        upload.id,
+        on_failure=lambda: uow.transaction(
+            intake.sessionmaker, lambda s: mark_not_queued(s, upload.id)
+        ),
+    )
     return upload
 
 
