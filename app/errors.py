@@ -147,6 +147,12 @@ class GatewayUnavailable(AppError):
     default_detail = "The payment gateway cannot be reached; try again shortly"
 
 
+class StorageUnavailable(AppError):
+    status_code = 503
+    code = "storage_unavailable"
+    default_detail = "The file storage cannot be reached; try again shortly"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"
