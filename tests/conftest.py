@@ -52,6 +52,7 @@ from app.models import (  # noqa: E402
     RevokedSession,
     User,
 )
+from app.services import blobstore  # noqa: E402
 from tests.workers import CeleryWorker  # noqa: E402
 
 pytest_plugins = ["tests.plugins.simulator"]
@@ -147,6 +148,13 @@ async def clean_state(
     if settings.media_root.exists():
         for child in settings.media_root.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+@pytest.fixture
+def storage(app: FastAPI) -> blobstore.Storage:
+    """The app's storage (STORAGE_BACKEND of the run)."""
+    found: blobstore.Storage = app.state.storage
+    return found
 
 
 @pytest.fixture
