@@ -122,7 +122,24 @@ async def _check(settings: Settings) -> list[tuple[str, bool, str]]:
     media = settings.media_root
     media_ok = media.is_dir() and os.access(media, os.W_OK)
     results.append(("media", media_ok, str(media)))
+    results.append(await _check_storage(settings))
     return results
+
+
+async def _check_storage(settings: Settings) -> tuple[str, bool, str]:
+    """The stored uploads' home: the media folder, or the bucket (reachable and writable: a
+    tiny probe object is put and deleted under S3_PREFIX)."""
+    from app.services import blobstore
+
+    name = f"storage ({settings.storage_backend})"
+    try:
+        store = await asyncio.wait_for(blobstore.build(settings), 10)
+        try:
+            return name, True, await asyncio.wait_for(store.check(), 10)
+        finally:
+            await store.aclose()
+    except Exception as exc:  # noqa: BLE001
+        return name, False, f"{type(exc).__name__}: {exc}"
 
 
 def _alembic_head() -> str | None:

@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     redis_url: str | None = None
 
     media_root: Path = VAR_DIR / "media"
+    #: Where stored uploads live (SPEC §10): `local` (under MEDIA_ROOT, a volume shared by the
+    #: api and the workers) or `s3` (a bucket; MEDIA_ROOT then only holds temporary files).
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    #: Prepended to every object key (e.g. `uploads/`); the service touches nothing else.
+    s3_prefix: str = Field(default="", max_length=100)
+    #: Empty: AWS itself; else an S3-compatible server (SeaweedFS, MinIO, R2 ...).
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
     #: Folder of the embedded filesystem broker (only used when CELERY_BROKER_URL is empty).
     embedded_broker_dir: Path = VAR_DIR / "broker"
 
@@ -119,7 +130,15 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
 
     @field_validator(
-        "celery_result_backend", "redis_url", "smtp_url", "email_templates_dir", mode="before"
+        "celery_result_backend",
+        "redis_url",
+        "smtp_url",
+        "email_templates_dir",
+        "s3_bucket",
+        "s3_endpoint_url",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -159,6 +178,8 @@ class Settings(BaseSettings):
                 "SECRET_KEY is a published placeholder, which anyone could sign with: set a "
                 f"real one{_MAKE_KEY}, or leave it unset in development to use a generated one"
             )
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            out.append("S3_BUCKET is not set: STORAGE_BACKEND=s3 needs an existing bucket")
         if self.environment == "development":
             return out
         where = f"outside development (ENVIRONMENT={self.environment})"

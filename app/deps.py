@@ -40,8 +40,15 @@ async def get_app_settings(request: Request) -> Settings:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(request.app.state.sessionmaker):
+    scope = session_scope(request.app.state.sessionmaker)
+    session = await anext(scope)
+    try:
         yield session
+    finally:
+        # Closed here, also when the route raised: iterating the scope in a loop left it
+        # open on an error, so its rollback (and the compensations, e.g. deleting a stored
+        # object) ran only whenever the generator was garbage-collected.
+        await scope.aclose()
 
 
 def login_throttle(app: Any) -> LoginThrottle:

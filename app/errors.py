@@ -182,6 +182,12 @@ class GatewayUnavailable(GatewayError):
     default_detail = "The payment gateway cannot be reached; try again shortly"
 
 
+class StorageUnavailable(AppError):
+    status_code = 503
+    code = "storage_unavailable"
+    default_detail = "The file storage cannot be reached; try again shortly"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"

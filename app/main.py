@@ -24,7 +24,7 @@ from app.errors import install_error_handlers
 from app.i18n import LanguageCookieMiddleware
 from app.logging import configure_logging, request_id_middleware
 from app.routers import auth, dashboard, health, payments, uploads
-from app.services import filecache
+from app.services import blobstore, filecache
 from app.services.aamarpay import make_http_client
 from app.services.filecache import FileChanges, FilePageCache
 from app.services.throttle import ThrottleStore
@@ -64,10 +64,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     file_pages = FilePageCache(settings.file_list_cache_seconds)
     app.state.file_pages = file_pages
     app.state.file_changes = FileChanges(shared_redis, file_pages)
+    # One storage client for the process (STORAGE_BACKEND), closed at shutdown.
+    app.state.storage = await blobstore.build(settings)
     app.state.intake = Intake(
         sessionmaker=app.state.sessionmaker,
         slots=app.state.upload_slots,
         changes=app.state.file_changes,
+        storage=app.state.storage,
     )
     # The change feed needs a connection of its own, without a read timeout (it waits).
     feed_redis = (
@@ -91,6 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for client in {id(c): c for c in (shared_redis, broker_redis, feed_redis) if c}.values():
             await client.aclose()
         await app.state.http.aclose()
+        await app.state.storage.aclose()
         await engine.dispose()
         logger.info("shutdown")
 

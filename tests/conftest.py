@@ -4,6 +4,8 @@ By default everything runs on SQLite and the embedded filesystem broker. With
 TEST_DATABASE_URL (e.g. mysql+asyncmy://root@127.0.0.1:3306/app_test) and TEST_REDIS_URL
 (e.g. redis://127.0.0.1:6379/15) set, the same suite runs on MariaDB and Redis; the test
 database is dropped and recreated at the start of the run, and the Redis database flushed.
+With TEST_STORAGE_BACKEND=s3, uploads are stored in a bucket of a SeaweedFS server the run
+starts on loopback (tests/s3server.py) instead of under MEDIA_ROOT.
 
 The environment is set here, before anything imports `app`, because settings are read once.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import support
+from tests.s3server import WeedServer, clear_stored
 
 RUN_DIR = Path(tempfile.mkdtemp(prefix="wordcount-tests-"))
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
@@ -27,6 +30,11 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or ""
 
 os.environ.update(support.test_env(RUN_DIR, TEST_DATABASE_URL, TEST_REDIS_URL))
+
+TEST_STORAGE_BACKEND = os.environ.get("TEST_STORAGE_BACKEND") or "local"
+S3_SERVER = WeedServer(RUN_DIR / "s3") if TEST_STORAGE_BACKEND == "s3" else None
+if S3_SERVER is not None:
+    os.environ.update(S3_SERVER.env())
 
 
 from fastapi import FastAPI  # noqa: E402
@@ -44,6 +52,7 @@ from app.models import (  # noqa: E402
     RevokedSession,
     User,
 )
+from app.services import blobstore  # noqa: E402
 from tests.workers import CeleryWorker  # noqa: E402
 
 pytest_plugins = ["tests.plugins.simulator", "tests.plugins.smtp"]
@@ -58,6 +67,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"database: {support.describe_url(TEST_DATABASE_URL)}",
         f"broker: {support.describe_url(TEST_REDIS_URL) if TEST_REDIS_URL else 'embedded'}",
+        f"storage: {TEST_STORAGE_BACKEND}",
     ]
 
 
@@ -88,7 +98,21 @@ def migrated_database(run_dir: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(migrated_database: str) -> Settings:
+def object_storage(run_dir: Path) -> Iterator[WeedServer | None]:
+    """The S3 server of a TEST_STORAGE_BACKEND=s3 run (with its bucket), else None."""
+    if S3_SERVER is None:
+        yield None
+        return
+    S3_SERVER.start()
+    try:
+        S3_SERVER.create_bucket()
+        yield S3_SERVER
+    finally:
+        S3_SERVER.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(migrated_database: str, object_storage: WeedServer | None) -> Settings:
     return get_settings()
 
 
@@ -120,9 +144,17 @@ async def clean_state(
         await session.commit()
     await support.clear_throttle(settings)
     await support.forget_file_pages(settings)
+    clear_stored(settings)
     if settings.media_root.exists():
         for child in settings.media_root.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+@pytest.fixture
+def storage(app: FastAPI) -> blobstore.Storage:
+    """The app's storage (STORAGE_BACKEND of the run)."""
+    found: blobstore.Storage = app.state.storage
+    return found
 
 
 @pytest.fixture
@@ -162,7 +194,9 @@ async def paid(
 
 
 @pytest.fixture
-def celery_worker(migrated_database: str, run_dir: Path) -> Iterator[CeleryWorker]:
+def celery_worker(
+    migrated_database: str, run_dir: Path, object_storage: WeedServer | None
+) -> Iterator[CeleryWorker]:
     """A real worker process on the test broker, ready before the test starts."""
     worker = CeleryWorker(run_dir)
     worker.start()

@@ -40,11 +40,20 @@ async def _check_broker(request: Request) -> None:
     await redis.ping()
 
 
+async def _check_storage(request: Request) -> None:
+    await request.app.state.storage.check()
+
+
 @router.get("/readyz", responses=responses(ServiceUnavailable))
 async def readyz(request: Request) -> Any:
-    """Readiness: the database and the broker answer (503 otherwise)."""
+    """Readiness: the database, the broker and the storage (the media folder, or the bucket:
+    reachable and writable) answer (503 otherwise)."""
     checks: dict[str, str] = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker)):
+    for name, check in (
+        ("database", _check_database),
+        ("broker", _check_broker),
+        ("storage", _check_storage),
+    ):
         try:
             await asyncio.wait_for(check(request), CHECK_TIMEOUT_SECONDS)
             checks[name] = "ok"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from app import uow
 from app.db import session_scope
@@ -26,6 +28,7 @@ from app.errors import (
     NotAuthenticated,
     NotFound,
     PaymentRequired,
+    StorageUnavailable,
     TooManyRequests,
     UnsupportedFileType,
     UploadTimeout,
@@ -34,7 +37,7 @@ from app.errors import (
 from app.models import UploadStatus
 from app.schemas.common import Page
 from app.schemas.uploads import ActivityRead, FileUploadRead
-from app.services import activity, storage, uploads
+from app.services import activity, blobstore, uploads
 from app.services.filecache import FilePageCache
 
 logger = logging.getLogger("app.uploads")
@@ -76,6 +79,7 @@ UPLOAD_BODY = {
         UnsupportedFileType,
         InvalidInput,
         TooManyRequests,
+        StorageUnavailable,
     ),
 )
 async def upload_file(
@@ -134,25 +138,56 @@ async def get_file(file_id: int, user: CurrentUser, session: SessionDep) -> File
     "/files/{file_id}/download/",
     response_class=FileResponse,
     responses={
-        **responses(NotAuthenticated, NotFound),
+        **responses(NotAuthenticated, NotFound, StorageUnavailable),
         200: {"description": "The stored bytes", "content": {"application/octet-stream": {}}},
     },
 )
 async def download_file(
-    file_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep
-) -> FileResponse:
-    """The stored file, named as you uploaded it (your own files only)."""
+    file_id: int, user: CurrentUser, session: SessionDep, request: Request
+) -> Response:
+    """The stored file, named as you uploaded it (your own files only). With object storage
+    the bytes are streamed through the API (no presigned URL leaves it)."""
     upload = await uploads.get_own(session, user_id=user.id, upload_id=file_id)
-    path = storage.resolve(settings.media_root, upload.file)
-    if not path.is_file():
-        raise NotFound("The stored file is missing")
-    return FileResponse(
-        path,
+    store: blobstore.Storage = request.app.state.storage
+    try:
+        found = await store.open_download(upload.file)
+    except blobstore.ObjectMissing:
+        raise NotFound("The stored file is missing") from None
+    except blobstore.StorageUnavailable as exc:
+        logger.warning("storage_unavailable", extra={"error": str(exc)})
+        raise StorageUnavailable() from exc
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+    if found.path is not None:
+        return FileResponse(
+            found.path,
+            media_type=upload.content_type,
+            filename=upload.filename,
+            content_disposition_type="attachment",
+            headers=headers,
+        )
+    return StreamingResponse(
+        found.chunks or _nothing(),
         media_type=upload.content_type,
-        filename=upload.filename,
-        content_disposition_type="attachment",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"},
+        headers={
+            **headers,
+            "Content-Disposition": _attachment(upload.filename),
+            "Content-Length": str(found.size),
+        },
     )
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # pragma: no cover
+
+
+def _attachment(filename: str) -> str:
+    """The Content-Disposition FileResponse writes for the same name (RFC 6266, with the
+    RFC 5987 form for a name that is not plain ASCII)."""
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'
 
 
 @router.get("/activity/", response_model=Page[ActivityRead], responses=responses(NotAuthenticated))

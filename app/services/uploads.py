@@ -5,11 +5,13 @@ Receiving an upload (`receive`), in order: one of the person's upload slots is t
 the upload right is checked in a short session of its own, so no pooled connection is held
 while the body arrives (402); the body is streamed to a temporary file with the size limit
 enforced on the way (413) and an idle timeout (408); the type is checked by extension and by
-content (415); the file is renamed into place under a generated name; then the caller's
+content (415); the file is stored under a generated key (app/services/blobstore.py: renamed
+into MEDIA_ROOT, or put into the bucket; 503 when the storage is away); then the caller's
 transaction spends the upload credit and adds the row and its `file_uploaded` activity.
 
 Everything that must follow is registered on the unit of work (app/uow.py), not sequenced by
-the caller: if the transaction does not commit, the stored file is deleted; once it has, the
+the caller: if the transaction does not commit, the stored file or object is deleted; once it
+has, the
 person's file-list pages are dropped everywhere and the word-count job is enqueued (if the
 broker cannot take it, the row is marked so the periodic job sends it at its next run). The
 slot is given back either way.
@@ -22,18 +24,26 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+import anyio
 from anyio import to_thread
 from sqlalchemy import Integer, Row, Select, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import uow
 from app.config import Settings
-from app.errors import AppError, NotFound, UnsupportedFileType
+from app.errors import AppError, NotFound, StorageUnavailable, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus, User
-from app.services import entitlement, filetypes, jobs, storage, upload_slots, wordcount
+from app.services import (
+    blobstore,
+    entitlement,
+    filetypes,
+    jobs,
+    storage,
+    upload_slots,
+    wordcount,
+)
 from app.services.activity import record_activity
 from app.services.filecache import FileChanges
 from app.services.pagination import deferred_page
@@ -86,6 +96,8 @@ class Intake:
     sessionmaker: async_sessionmaker[AsyncSession]
     slots: upload_slots.SlotStore
     changes: FileChanges
+    #: Where accepted uploads are stored (blobstore.build).
+    storage: blobstore.Storage
 
 
 @dataclass(frozen=True)
@@ -216,14 +228,15 @@ async def accept_upload(
 ) -> FileUpload:
     """Validate and store a received file and add its row (flushed, not committed).
 
-    Raises UnsupportedFileType (415) or PaymentRequired (402), having removed the temporary
-    and stored file. Once it returns, the unit of work deletes the stored file if the
-    transaction does not commit; after the commit it announces the change to the file-list
-    caches and enqueues the word count (if the broker cannot take it, the row is marked for
-    the periodic job to send it).
+    Raises UnsupportedFileType (415), PaymentRequired (402) or StorageUnavailable (503),
+    having removed the temporary file and anything stored. Once it returns, the unit of work
+    deletes the stored file or object if the transaction does not commit; after the commit it
+    announces the change to the file-list caches and enqueues the word count (if the broker
+    cannot take it, the row is marked for the periodic job to send it).
     """
     user_id = right.user_id
-    final: Path | None = None
+    store = intake.storage
+    key: str | None = None
     try:
         ext = storage.extension_of(incoming.client_filename)
         if ext not in KINDS:
@@ -232,12 +245,16 @@ async def accept_upload(
                 f"Only {accepted_types_text()} files are accepted, not {what}"
             )
         content_type = await _sniff(incoming, ext)
-        relative = storage.new_relative_path(user_id, ext)
-        final = await storage.store(incoming.temp_path, settings.media_root, relative)
+        key = store.new_key(user_id, ext)
+        try:
+            await store.put(incoming.temp_path, key)
+        except blobstore.StorageUnavailable as exc:
+            logger.warning("storage_unavailable", extra={"error": str(exc)})
+            raise StorageUnavailable() from exc
         await entitlement.consume_upload(session, right, settings)
         upload = FileUpload(
             user_id=user_id,
-            file=relative,
+            file=key,
             filename=storage.sanitize_filename(incoming.client_filename, fallback_ext=ext),
             status=UploadStatus.PROCESSING,
             size=incoming.size,
@@ -259,10 +276,11 @@ async def accept_upload(
         )
     except BaseException:
         storage.discard(incoming.temp_path)
-        storage.discard(final)
+        if key is not None:
+            await _forget(store, key)
         raise
-    stored = final
-    uow.on_rollback(session, lambda: storage.discard(stored))
+    stored = key
+    uow.on_rollback(session, lambda: _forget(store, stored))
     uow.after_commit(session, lambda: intake.changes.announce(user_id))
     jobs.enqueue_after_commit(
         session,
@@ -273,6 +291,16 @@ async def accept_upload(
         ),
     )
     return upload
+
+
+async def _forget(store: blobstore.Storage, key: str) -> None:
+    """Delete what was stored for a row that will not commit; if the storage is away now,
+    the periodic sweep deletes it once it is STUCK_AFTER_SECONDS old."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await store.delete(key)
+        except blobstore.StorageUnavailable:
+            logger.warning("orphan_left_for_the_sweep", extra={"key": key})
 
 
 async def mark_not_queued(session: AsyncSession, upload_id: int) -> None:
@@ -437,19 +465,49 @@ async def count_and_settle(
     session: AsyncSession,
     upload: FileUpload,
     settings: Settings,
+    store: blobstore.Storage,
     changes: FileChanges | None = None,
 ) -> JobResult:
     """Count the words of a started upload and settle it (flushed). A corrupt or unreadable
     file ends `failed` (with `error`); storage that is not there at all raises TransientError
     so the job is retried; a job that keeps dying mid-way is given up after MAX_ATTEMPTS
     starts. The settled upload is announced on `changes` after the commit."""
-    result = await _count(session, upload, settings)
+    result = await _count(session, upload, store, settings)
     if changes is not None:
         uow.after_commit(session, lambda: changes.announce(upload.user_id))
     return result
 
 
-async def _count(session: AsyncSession, upload: FileUpload, settings: Settings) -> JobResult:
+async def _count_txt(store: blobstore.Storage, key: str) -> int:
+    """Count a .txt as its bytes arrive (at most two passes, see TxtWordCounter)."""
+    for second_pass in (False, True):
+        counter = wordcount.TxtWordCounter(second_pass=second_pass)
+        chunks = store.stream(key)
+        try:
+            complete = True
+            async for chunk in chunks:
+                if not counter.feed(chunk):
+                    complete = False
+                    break
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        result = counter.result() if complete else None
+        if result is not None:
+            return result
+    raise AssertionError("the second pass always counts")  # pragma: no cover
+
+
+async def _count_file(store: blobstore.Storage, key: str, settings: Settings) -> int:
+    if key.endswith(".docx"):
+        # python-docx needs a file it can seek in: a local one, of bounded size.
+        async with store.local_copy(key, settings.max_upload_bytes) as path:
+            return wordcount.count_words(path, "docx")
+    return await _count_txt(store, key)
+
+
+async def _count(
+    session: AsyncSession, upload: FileUpload, store: blobstore.Storage, settings: Settings
+) -> JobResult:
     if upload.attempts > MAX_ATTEMPTS:
         await _finish(
             session,
@@ -459,18 +517,16 @@ async def _count(session: AsyncSession, upload: FileUpload, settings: Settings) 
             extra={},
         )
         return JobResult("failed")
-    if not settings.media_root.is_dir():
-        raise TransientError(f"media root {settings.media_root} is not available")
-    path = storage.resolve(settings.media_root, upload.file)
-    kind = "docx" if upload.file.endswith(".docx") else "txt"
     started = time.perf_counter()
     try:
-        count = wordcount.count_words(path, kind)
-    except FileNotFoundError:
+        count = await _count_file(store, upload.file, settings)
+    except blobstore.StorageUnavailable as exc:
+        raise TransientError(str(exc)) from exc
+    except blobstore.ObjectMissing:
         error = "the stored file is missing"
         await _finish(session, upload, word_count=None, error=error, extra={})
         return JobResult("failed")
-    except wordcount.CorruptFileError as exc:
+    except (wordcount.CorruptFileError, blobstore.ObjectTooLarge) as exc:
         await _finish(session, upload, word_count=None, error=str(exc), extra={})
         return JobResult("failed")
     except OSError as exc:
@@ -506,3 +562,31 @@ async def mark_queued(session: AsyncSession, upload_ids: list[int]) -> None:
             .values(queued_at=_now())
             .execution_options(synchronize_session=False)
         )
+
+
+# --- the periodic sweep of stored files no row names --------------------------------------
+
+
+async def sweep_orphans(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    store: blobstore.Storage,
+    settings: Settings,
+) -> dict[str, int]:
+    """Delete stored files/objects that no committed row names once they are older than
+    STUCK_AFTER_SECONDS (a process that died between storing and committing), and uploads
+    begun that long ago and never finished; a batch (one listing page, one query, one bulk
+    delete) at a time. Raises blobstore.StorageUnavailable when the storage is away."""
+    cutoff = _now() - timedelta(seconds=settings.stuck_after_seconds)
+    scanned = deleted = 0
+    async for keys in store.list_older_than(cutoff):
+        scanned += len(keys)
+        async with sessionmaker() as session:
+            named = set(
+                await session.scalars(select(FileUpload.file).where(FileUpload.file.in_(keys)))
+            )
+        orphans = [key for key in keys if key not in named]
+        if orphans:
+            await store.delete_many(orphans)
+            deleted += len(orphans)
+    aborted = await store.abort_incomplete(cutoff)
+    return {"scanned": scanned, "deleted": deleted, "aborted": aborted}

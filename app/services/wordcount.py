@@ -265,6 +265,89 @@ def count_txt_words(path: StrPath, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> i
         return _count_single_byte(stream, chunk_size)
 
 
+class TxtWordCounter:
+    """The same count as `count_txt_words`, for bytes that arrive in pieces (an object read
+    from S3): `feed` each piece in order, then `result()`. Memory stays bounded by the piece.
+
+    The decoding rules need the whole text a second time when it turns out not to be UTF-8
+    (the single-byte fallback counts from the start): `feed` or `result` then answers False /
+    None, and the same bytes go again, from the beginning, to `TxtWordCounter(second_pass=True)`.
+    """
+
+    def __init__(self, *, second_pass: bool = False) -> None:
+        self._second_pass = second_pass
+        self._head = b""
+        self._mode: str | None = None
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._pending = b""
+        self._words = 0
+        self._in_word = False
+
+    def _start(self, data: bytes) -> bytes:
+        bom = detect_bom(data)
+        if bom is not None and bom.codec != "utf-8":
+            self._mode, codec = "decoded", bom.codec
+        elif not self._second_pass:
+            self._mode, codec = "strict", ""
+        elif bom is not None:  # declared UTF-8 but malformed: keep UTF-8, replace the bad bytes
+            self._mode, codec = "decoded", "utf-8"
+        else:
+            self._mode, codec = "single", ""
+        if codec:
+            self._decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+        return data[bom.length :] if bom else data
+
+    def _add(self, data: bytes, table: bytes) -> None:
+        if data:
+            n, self._in_word = _count_classified(data.translate(table), self._in_word)
+            self._words += n
+
+    def feed(self, block: bytes) -> bool:
+        """Count the next piece; False when the text must be read again (see the class)."""
+        if self._mode is None:
+            self._head += block
+            if len(self._head) < 4:
+                return True
+            block, self._head = self._start(self._head), b""
+        if self._mode == "strict":
+            data = self._pending + block if self._pending else block
+            self._pending = b""
+            if not data.isascii():
+                try:
+                    consumed = codecs.utf_8_decode(data, "strict", False)[1]
+                except UnicodeDecodeError:
+                    return False
+                if consumed != len(data):
+                    self._pending, data = data[consumed:], data[:consumed]
+                data = _blank_unicode_spaces(data)
+            self._add(data, _UTF8_CLASSES)
+        elif self._decoder is not None:
+            n, self._in_word = _count_utf8_chunk(
+                self._decoder.decode(block, False).encode("utf-8"), self._in_word
+            )
+            self._words += n
+        else:
+            self._add(block, _SINGLE_BYTE_CLASSES)
+        return True
+
+    def result(self) -> int | None:
+        """The count once every piece was fed; None when a second pass is needed."""
+        if self._mode is None:  # fewer than 4 bytes in all
+            if not self._head:
+                return 0
+            head, self._head = self._head, b""
+            if not self.feed(self._start(head)):
+                return None
+        if self._mode == "strict":
+            return None if self._pending else self._words
+        if self._decoder is not None:
+            n, self._in_word = _count_utf8_chunk(
+                self._decoder.decode(b"", True).encode("utf-8"), self._in_word
+            )
+            self._words += n
+        return self._words
+
+
 # ---------------------------------------------------------------------------------------------
 # .docx
 

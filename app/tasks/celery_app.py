@@ -91,6 +91,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
                 "task": "wordcount.requeue_stuck",
                 "schedule": float(settings.reconcile_interval_seconds),
             },
+            "sweep-stored-orphans": {
+                "task": "storage.sweep_orphans",
+                "schedule": float(settings.reconcile_interval_seconds),
+            },
         },
         worker_send_task_events=False,
     )

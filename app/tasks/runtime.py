@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
+from app.services import blobstore
 from app.services.aamarpay import make_http_client
 from app.services.filecache import FileChanges
 
@@ -37,6 +38,11 @@ class WorkerRuntime:
     #: Announces settled uploads to the API processes' file-list caches (None without Redis).
     redis: Redis | None = None
     changes: FileChanges = field(default_factory=lambda: FileChanges(None))
+    #: Stored uploads (STORAGE_BACKEND): `get_runtime` builds it and `_dispose` closes it; a
+    #: runtime made by hand for jobs that touch no upload gets the local folder.
+    storage: blobstore.Storage = field(
+        default_factory=lambda: blobstore.LocalStorage(get_settings().media_root)
+    )
 
 
 _runtime: WorkerRuntime | None = None
@@ -69,6 +75,7 @@ def get_runtime() -> WorkerRuntime:
             ),
             redis=redis,
             changes=FileChanges(redis),
+            storage=loop.run_until_complete(blobstore.build(settings)),
         )
     return _runtime
 
@@ -82,6 +89,7 @@ def _dispose(**_: Any) -> None:
     global _runtime
     if _runtime is not None and _runtime.pid == os.getpid():
         _runtime.loop.run_until_complete(_runtime.http.aclose())
+        _runtime.loop.run_until_complete(_runtime.storage.aclose())
         if _runtime.redis is not None:
             _runtime.loop.run_until_complete(_runtime.redis.aclose())
         _runtime.loop.run_until_complete(_runtime.engine.dispose())

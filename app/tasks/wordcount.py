@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import uow
 from app.config import Settings
-from app.services import uploads
+from app.services import blobstore, uploads
 from app.services.filecache import FileChanges
 from app.tasks.celery_app import celery_app
 from app.tasks.runtime import WorkerRuntime, run
@@ -49,7 +49,9 @@ TRANSIENT = (
 )
 def count_words(self: object, upload_id: int) -> str:
     async def job(rt: WorkerRuntime) -> str:
-        result = await process_upload(rt.sessionmaker, upload_id, rt.settings, rt.changes)
+        result = await process_upload(
+            rt.sessionmaker, upload_id, rt.settings, rt.storage, rt.changes
+        )
         logger.info(
             "upload_processed",
             extra={
@@ -67,6 +69,7 @@ async def process_upload(
     sessionmaker: async_sessionmaker[AsyncSession],
     upload_id: int,
     settings: Settings,
+    store: blobstore.Storage,
     changes: FileChanges | None = None,
 ) -> uploads.JobResult:
     """The job's body, in two transactions: the start is committed first (a job that kills
@@ -78,7 +81,7 @@ async def process_upload(
         if upload is None:
             return uploads.JobResult("skipped")
         try:
-            result = await uploads.count_and_settle(session, upload, settings, changes)
+            result = await uploads.count_and_settle(session, upload, settings, store, changes)
         except uploads.TransientError:
             await uow.rollback(session)
             await uploads.give_back_attempt(session, upload_id)
@@ -118,3 +121,22 @@ async def requeue_stuck_uploads(rt: WorkerRuntime) -> dict[str, int]:
 )
 def requeue_stuck() -> dict[str, int]:
     return run(requeue_stuck_uploads)
+
+
+async def sweep_stored_orphans(rt: WorkerRuntime) -> dict[str, int]:
+    """Stored files/objects no committed row names, older than STUCK_AFTER_SECONDS."""
+    try:
+        result = await uploads.sweep_orphans(rt.sessionmaker, rt.storage, rt.settings)
+    except blobstore.StorageUnavailable:
+        logger.warning("orphan_sweep_storage_unavailable", exc_info=True)
+        return {"scanned": 0, "deleted": 0, "aborted": 0}
+    if result["deleted"] or result["aborted"]:
+        logger.info("stored_orphans_deleted", extra=result)
+    return result
+
+
+@celery_app.task(
+    name="storage.sweep_orphans", ignore_result=True, soft_time_limit=240, time_limit=300
+)
+def sweep_orphans() -> dict[str, int]:
+    return run(sweep_stored_orphans)

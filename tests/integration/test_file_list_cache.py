@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.services import filecache
+from app.services.blobstore import Storage
 from app.services.filecache import FileChanges, FilePageCache
 from app.tasks.wordcount import process_upload
 from tests.support import Account, UserFactory, grant_payment
@@ -76,6 +77,7 @@ async def test_the_list_follows_uploads_and_counts(
     settings: Settings,
     long_lived_pages: FilePageCache,
     worker_redis: Redis | None,
+    storage: Storage,
 ) -> None:
     cache = long_lived_pages
     with_redis = settings.shared_redis_url is not None
@@ -106,7 +108,7 @@ async def test_the_list_follows_uploads_and_counts(
     assert (await files(client, bob))["total"] == 0
 
     # The worker settles it in another process; the list follows without waiting for expiry.
-    result = await process_upload(db, upload_id, settings, FileChanges(worker_redis))
+    result = await process_upload(db, upload_id, settings, storage, FileChanges(worker_redis))
     assert result.status == "completed"
 
     async def counted() -> bool:

@@ -30,7 +30,8 @@ async def test_healthz(client: AsyncClient) -> None:
 async def test_readyz_ok_with_database_and_broker(client: AsyncClient) -> None:
     resp = await client.get("/readyz")
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    checks = {"database": "ok", "broker": "ok", "storage": "ok"}
+    assert resp.json() == {"status": "ok", "checks": checks}
 
 
 async def test_readyz_is_503_when_the_database_points_nowhere(settings: Settings) -> None:

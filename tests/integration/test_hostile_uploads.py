@@ -12,7 +12,7 @@ import threading
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from app.models import FileUpload, UploadStatus
 from app.services.upload_slots import KEY_PREFIX
 from app.tasks.celery_app import celery_app
 from app.tasks.wordcount import enqueue_count
+from tests import s3server
 from tests.plugins.simulator import SimulatorControl
 from tests.support import (
     TEST_SECRET_KEY,
@@ -174,12 +175,14 @@ def incoming(settings: Settings) -> list[Path]:
     return sorted(folder.glob("*.part")) if folder.exists() else []
 
 
-def stored_files(settings: Settings) -> list[Path]:
-    if not settings.media_root.exists():
-        return []
-    return sorted(
-        p for p in settings.media_root.rglob("*") if p.is_file() and ".incoming" not in p.parts
-    )
+def stored_files(settings: Settings) -> list[PurePosixPath]:
+    """Stored uploads (files or objects, without the prefix), whichever the backend; with S3,
+    multipart uploads never finished count too."""
+    prefix = settings.s3_prefix if settings.storage_backend == "s3" else ""
+    unfinished = [k for k in s3server.incomplete_uploads(settings) if not k.endswith(".part")]
+    return [
+        PurePosixPath(k.removeprefix(prefix)) for k in s3server.stored_keys(settings) + unfinished
+    ]
 
 
 async def rows_of(db: Sessions, user_id: int) -> int:
@@ -550,10 +553,7 @@ class PeakWatcher:
 async def plant(db: Sessions, settings: Settings, user_id: int, data: bytes) -> int:
     """A stored .docx and its row, as if it had been accepted (say, before the upload check
     refused such files): only the worker stands between it and the memory."""
-    relative = f"{user_id}/{os.urandom(8).hex()}.docx"
-    path = settings.media_root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    relative = s3server.put_stored(settings, user_id, f"{os.urandom(8).hex()}.docx", data)
     async with db() as session:
         upload = FileUpload(
             user_id=user_id,

@@ -9,7 +9,6 @@ import re
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.models import ActivityLog, FileUpload, User
+from tests import s3server
 from tests.support import Account, SettingsOverride, UserFactory, assert_error, grant_payment
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -45,10 +45,9 @@ async def upload(
     )
 
 
-def media_files(settings: Settings) -> list[Path]:
-    if not settings.media_root.exists():
-        return []
-    return sorted(p for p in settings.media_root.rglob("*") if p.is_file())
+def media_files(settings: Settings) -> list[str]:
+    """Stored uploads (files or objects) and bodies being received, whichever the backend."""
+    return s3server.stored_keys(settings) + s3server.incomplete_uploads(settings)
 
 
 async def row_count(db: Sessions) -> int:
@@ -78,10 +77,10 @@ async def test_txt_upload_is_accepted_stored_and_logged(
     assert body["size"] == len(data)
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
     assert body["content_type"] == "text/plain; charset=utf-8"
-    assert re.fullmatch(rf"{paid.id}/[0-9a-f]{{32}}\.txt", body["file"])
-    stored = settings.media_root / body["file"]
-    assert stored.read_bytes() == data
-    assert media_files(settings) == [stored]
+    prefix = re.escape(settings.s3_prefix) if settings.storage_backend == "s3" else ""
+    assert re.fullmatch(rf"{prefix}{paid.id}/[0-9a-f]{{32}}\.txt", body["file"])
+    assert s3server.read_stored(settings, body["file"]) == data
+    assert media_files(settings) == [body["file"]]
     async with db() as session:
         log = await session.scalar(select(ActivityLog).where(ActivityLog.action == "file_uploaded"))
     assert log is not None
@@ -165,7 +164,7 @@ async def test_too_large_is_413_and_leaves_nothing(
     assert_error(resp, 413, "file_too_large")
     at_limit = await upload(client, paid, "fits.txt", b"word " * 200)  # exactly 1000
     assert at_limit.status_code == 202
-    assert [p.name.endswith(".txt") for p in media_files(settings)] == [True]
+    assert [p.endswith(".txt") for p in media_files(settings)] == [True]
     assert await row_count(db) == 1
 
 
@@ -313,8 +312,9 @@ async def test_client_names_never_reach_the_disk(
     body = resp.json()
     assert body["filename"] == shown
     (stored,) = media_files(settings)
-    assert stored.parent == settings.media_root / str(paid.id)
-    assert re.fullmatch(r"[0-9a-f]{32}\.txt", stored.name)
+    prefix = settings.s3_prefix if settings.storage_backend == "s3" else ""
+    assert stored.startswith(f"{prefix}{paid.id}/")
+    assert re.fullmatch(r"[0-9a-f]{32}\.txt", stored.rpartition("/")[2])
 
 
 async def test_one_credit_cannot_pay_for_two_parallel_uploads(

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.models import ActivityLog, FileUpload, UploadStatus
-from app.services import uploads
+from app.services import blobstore, uploads
 from app.tasks.celery_app import celery_app
 from app.tasks.wordcount import process_upload
+from tests import s3server
 from tests.support import Account, UserFactory, async_wait_until, grant_payment
 from tests.workers import ApiServer, CeleryWorker
 
@@ -252,11 +253,16 @@ async def test_broker_down_at_upload_time_is_caught_up_by_the_reconcile_job(
 # --- the job body, run in this process ------------------------------------------------------
 
 
+async def unreachable_storage(settings: Settings, tmp_path: Path) -> blobstore.Storage:
+    """The run's kind of storage, but away: an unmounted folder, or nobody at the endpoint."""
+    if settings.storage_backend == "s3":
+        dead = settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:9"})
+        return await blobstore.S3Storage(dead).start()
+    return blobstore.LocalStorage(tmp_path / "unmounted")
+
+
 async def _stored_upload(db: Sessions, settings: Settings, user_id: int, data: bytes) -> int:
-    relative = f"{user_id}/job-test.txt"
-    path = settings.media_root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    relative = s3server.put_stored(settings, user_id, "job-test.txt", data)
     async with db() as session:
         upload_row = FileUpload(
             user_id=user_id,
@@ -272,13 +278,13 @@ async def _stored_upload(db: Sessions, settings: Settings, user_id: int, data: b
 
 
 async def test_running_the_job_twice_is_harmless(
-    user_factory: UserFactory, db: Sessions, settings: Settings
+    user_factory: UserFactory, db: Sessions, settings: Settings, storage: blobstore.Storage
 ) -> None:
     account = await user_factory.create()
     await grant_payment(db, account.id)
     upload_id = await _stored_upload(db, settings, account.id, b"one two three")
-    first = await process_upload(db, upload_id, settings)
-    second = await process_upload(db, upload_id, settings)
+    first = await process_upload(db, upload_id, settings, storage)
+    second = await process_upload(db, upload_id, settings, storage)
     assert (first.status, first.word_count, second.status) == ("completed", 3, "skipped")
     async with db() as session:
         logs = list(
@@ -291,19 +297,26 @@ async def test_running_the_job_twice_is_harmless(
 
 
 async def test_missing_storage_is_transient_and_not_an_attempt(
-    user_factory: UserFactory, db: Sessions, settings: Settings, tmp_path: Path
+    user_factory: UserFactory,
+    db: Sessions,
+    settings: Settings,
+    tmp_path: Path,
+    storage: blobstore.Storage,
 ) -> None:
     account = await user_factory.create()
     upload_id = await _stored_upload(db, settings, account.id, b"one two three")
-    away = settings.model_copy(update={"media_root": tmp_path / "unmounted"})
-    with pytest.raises(uploads.TransientError):
-        await process_upload(db, upload_id, away)
+    away = await unreachable_storage(settings, tmp_path)
+    try:
+        with pytest.raises(uploads.TransientError):
+            await process_upload(db, upload_id, settings, away)
+    finally:
+        await away.aclose()
     again = await row(db, upload_id)
     assert (again.status, again.attempts) == (UploadStatus.PROCESSING, 0)
 
 
 async def test_a_job_that_keeps_dying_is_given_up(
-    user_factory: UserFactory, db: Sessions, settings: Settings
+    user_factory: UserFactory, db: Sessions, settings: Settings, storage: blobstore.Storage
 ) -> None:
     account = await user_factory.create()
     upload_id = await _stored_upload(db, settings, account.id, b"one two three")
@@ -314,7 +327,7 @@ async def test_a_job_that_keeps_dying_is_given_up(
             .values(attempts=uploads.MAX_ATTEMPTS)
         )
         await session.commit()
-    result = await process_upload(db, upload_id, settings)
+    result = await process_upload(db, upload_id, settings, storage)
     assert result.status == "failed"
     done = await row(db, upload_id)
     assert done.status == UploadStatus.FAILED

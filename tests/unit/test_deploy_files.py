@@ -221,10 +221,32 @@ def test_graceful_stop(compose: dict[str, Any]) -> None:
     assert graceful < int(svc["api"]["stop_grace_period"].rstrip("s"))
 
 
+S3_PROFILE = {"seaweedfs", "seaweedfs-bucket"}
+
+
+def test_object_storage_runs_only_under_the_s3_profile(resolved: dict[str, Any]) -> None:
+    """SPEC §2/§10: an S3-compatible server as an optional profile; its data on a volume, a
+    one-shot service making the bucket once the server is healthy."""
+    svc = services(resolved)
+    for name in S3_PROFILE:
+        assert svc[name]["profiles"] == ["s3"], name
+        assert svc[name]["image"].startswith("chrislusf/seaweedfs:"), name
+    server = svc["seaweedfs"]
+    assert any(str(v).endswith(":/data") for v in server["volumes"])
+    assert "-s3" in " ".join(server["command"])
+    assert "healthcheck" in server
+    bucket = svc["seaweedfs-bucket"]
+    assert bucket["restart"] == "no"
+    assert bucket["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+    assert "s3.bucket.create" in " ".join(bucket["command"])
+    for name in APP_SERVICES:  # the app does not need it unless STORAGE_BACKEND=s3
+        assert "seaweedfs" not in svc[name].get("depends_on", {}), name
+
+
 def test_simulator_runs_only_under_the_offline_profile(resolved: dict[str, Any]) -> None:
     svc = services(resolved)
     profiled = {name for name, spec in svc.items() if spec.get("profiles")}
-    assert profiled == {"simulator"}
+    assert profiled == {"simulator", *S3_PROFILE}
     simulator = svc["simulator"]
     assert simulator["profiles"] == ["offline"]
     argv = deploy.service_command(simulator)
