@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict
 
 import anyio
 from anyio import to_thread
@@ -109,6 +110,48 @@ class Body:
     content_length: int | None
 
 
+async def _admit(
+    session: AsyncSession, intake: Intake, user_id: int, settings: Settings
+) -> tuple[upload_slots.UploadSlot, entitlement.UploadRight]:
+    """Before any of a body is read: one of the person's upload slots (429), held until the
+    request's transaction ends either way, and the upload right (402) checked in a short
+    session of its own, so no pooled connection waits on the body."""
+    slot = await upload_slots.take(
+        intake.slots,
+        user_id,
+        limit=settings.max_concurrent_uploads_per_user,
+        idle_timeout=settings.upload_idle_timeout_seconds,
+    )
+    uow.after_commit(session, slot.release)
+    uow.on_rollback(session, slot.release)
+    async with intake.sessionmaker() as check:
+        right = await entitlement.check_upload_right(check, user_id, settings)
+    return slot, right
+
+
+class _Receiving(TypedDict):
+    field: str
+    max_bytes: int
+    media_root: Path
+    idle_timeout: float | None
+    on_chunk: Callable[[], Awaitable[None]] | None
+    before_file: storage.BeforeFile | None
+
+
+def _receiving(
+    settings: Settings, slot: upload_slots.UploadSlot, before_file: storage.BeforeFile | None
+) -> _Receiving:
+    """The limits every received body is read under (size, idle timeout, the slot's lease)."""
+    return _Receiving(
+        field="file",
+        max_bytes=settings.max_upload_bytes,
+        media_root=settings.media_root,
+        idle_timeout=settings.upload_idle_timeout_seconds,
+        on_chunk=slot.keep_alive,
+        before_file=before_file,
+    )
+
+
 async def receive(
     session: AsyncSession,
     intake: Intake,
@@ -121,27 +164,12 @@ async def receive(
     """The whole upload, for the API and the dashboard's form alike (the form passes its CSRF
     check as `before_file`, see storage.receive_upload). The row is flushed; the caller
     commits, and the unit of work does the rest (see the module docstring)."""
-    slot = await upload_slots.take(
-        intake.slots,
-        user_id,
-        limit=settings.max_concurrent_uploads_per_user,
-        idle_timeout=settings.upload_idle_timeout_seconds,
-    )
-    # Held until the row is committed, or the request's transaction ends without it.
-    uow.after_commit(session, slot.release)
-    uow.on_rollback(session, slot.release)
-    async with intake.sessionmaker() as check:
-        right = await entitlement.check_upload_right(check, user_id, settings)
+    slot, right = await _admit(session, intake, user_id, settings)
     incoming = await storage.receive_upload(
         body.chunks,
         body.content_type,
+        **_receiving(settings, slot, before_file),
         content_length=body.content_length,
-        field="file",
-        max_bytes=settings.max_upload_bytes,
-        media_root=settings.media_root,
-        idle_timeout=settings.upload_idle_timeout_seconds,
-        on_chunk=slot.keep_alive,
-        before_file=before_file,
     )
     return await accept_upload(session, intake, right=right, incoming=incoming, settings=settings)
 
@@ -172,26 +200,12 @@ async def receive_many(
     upload slot and right check for the body, then each file accepted or refused on its own
     (a refused one leaves nothing behind). The accepted rows are flushed for the caller's
     commit, with the same effects as `receive`."""
-    slot = await upload_slots.take(
-        intake.slots,
-        user_id,
-        limit=settings.max_concurrent_uploads_per_user,
-        idle_timeout=settings.upload_idle_timeout_seconds,
-    )
-    uow.after_commit(session, slot.release)
-    uow.on_rollback(session, slot.release)
-    async with intake.sessionmaker() as check:
-        right = await entitlement.check_upload_right(check, user_id, settings)
+    slot, right = await _admit(session, intake, user_id, settings)
     received = await storage.receive_uploads(
         body.chunks,
         body.content_type,
+        **_receiving(settings, slot, before_file),
         content_length=body.content_length,
-        field="file",
-        max_bytes=settings.max_upload_bytes,
-        media_root=settings.media_root,
-        idle_timeout=settings.upload_idle_timeout_seconds,
-        on_chunk=slot.keep_alive,
-        before_file=before_file,
     )
     results: list[Received] = []
     try:
