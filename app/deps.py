@@ -20,10 +20,10 @@ from app.config import Settings
 from app.db import session_scope
 from app.errors import InvalidToken, NotAuthenticated
 from app.models import User
-from app.security import decode_access_token
+from app.security import TokenPayload, decode_access_token
 from app.services import uploads
 from app.services.aamarpay import AamarPayClient
-from app.services.auth import session_revoked, user_from_token
+from app.services.auth import session_revoked, user_from_payload
 from app.services.payments import gateway_for
 from app.services.throttle import LoginThrottle
 
@@ -104,42 +104,74 @@ def _request_token(request: Request, bearer: str | None) -> tuple[str, bool]:
     return token, True
 
 
-async def get_current_user(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    bearer: Annotated[str | None, Depends(oauth2_scheme)],
-) -> User:
-    """The bearer header first, then the browser session cookie. A cookie-authenticated
-    state-changing request must also carry the CSRF token (`X-CSRF-Token`)."""
-    token, from_cookie = _request_token(request, bearer)
-    user = await user_from_token(session, token, settings)
-    if from_cookie and request.method not in csrf.SAFE_METHODS:
-        csrf.check(request, settings, None)
-    return user
-
-
-async def get_token_user_id(
+async def get_api_token(
     request: Request,
     settings: SettingsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
-) -> int:
-    """The id of the user a valid token names, without asking the database. For hot routes
-    whose own first query checks, in the same round trip, that this user still exists and
-    is active (then answering InvalidToken as get_current_user does): the file list, the
-    upload's right check. A browser-session token (the dashboard's cookie, or that token
-    sent as a bearer) is the exception: one short query checks it was not signed out."""
+) -> TokenPayload:
+    """Who an API request is from: the bearer token, else the browser session cookie (the
+    dashboard's script), whose state-changing requests must carry the CSRF token
+    (`X-CSRF-Token`). The signature and expiry are checked here; that the user is active and
+    the browser session not signed out, by what builds on it (`CurrentUser`, `TokenUserId`)."""
     token, from_cookie = _request_token(request, bearer)
     payload = decode_access_token(token, secret_key=settings.secret_key)
     if payload is None:
         raise InvalidToken()
     if from_cookie and request.method not in csrf.SAFE_METHODS:
         csrf.check(request, settings, None)
-    if payload.session_id is not None:
-        async for session in session_scope(request.app.state.sessionmaker):
-            revoked = await session_revoked(session, payload)
-        if revoked:
-            raise InvalidToken()
+    return payload
+
+
+ApiToken = Annotated[TokenPayload, Depends(get_api_token)]
+
+
+async def signed_out(request: Request, payload: TokenPayload) -> bool:
+    """Whether the token's browser session was signed out, asked in a short session of its
+    own (so a route that then reads a body holds no pooled connection); API tokens: no."""
+    if payload.session_id is None:
+        return False
+    async for session in session_scope(request.app.state.sessionmaker):
+        revoked = await session_revoked(session, payload)
+    return revoked
+
+
+async def get_current_user(token: ApiToken, session: SessionDep) -> User:
+    """The active user the token names, its browser session not signed out: one query."""
+    return await user_from_payload(session, token)
+
+
+async def get_token_user_id(request: Request, token: ApiToken) -> int:
+    """The id the token names, without loading the user: for hot routes whose own first
+    query checks, in the same round trip, that this user still exists and is active (then
+    answering InvalidToken as CurrentUser does): the file list, the upload's right check."""
+    if await signed_out(request, token):
+        raise InvalidToken()
+    return token.user_id
+
+
+def page_token(request: Request, settings: Settings) -> TokenPayload | None:
+    """Who a page request is from: the browser session cookie's valid token, or nobody."""
+    token = request.cookies.get(SESSION_COOKIE)
+    return decode_access_token(token, secret_key=settings.secret_key) if token else None
+
+
+async def page_user(request: Request, session: AsyncSession, settings: Settings) -> User | None:
+    """The signed-in person of a page (active, session not signed out), or None."""
+    payload = page_token(request, settings)
+    if payload is None:
+        return None
+    try:
+        return await user_from_payload(session, payload)
+    except InvalidToken:
+        return None
+
+
+async def page_user_id(request: Request, settings: Settings) -> int | None:
+    """`page_user` without loading the user, for routes whose own first query checks that
+    the user is still active (the dashboard, its form upload)."""
+    payload = page_token(request, settings)
+    if payload is None or await signed_out(request, payload):
+        return None
     return payload.user_id
 
 

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import csrf, i18n, uow
 from app.config import Settings
-from app.db import session_scope
 from app.deps import (
     SESSION_COOKIE,
     GatewayDep,
@@ -34,13 +33,15 @@ from app.deps import (
     SettingsDep,
     client_address,
     login_throttle,
+    page_token,
+    page_user,
+    page_user_id,
     upload_body,
 )
 from app.errors import AppError, InvalidToken, TooManyRequests
 from app.i18n import N_, tr
 from app.models import User
 from app.schemas.users import UserCreate
-from app.security import decode_access_token
 from app.services import activity, auth, entitlement, payments, storage, uploads
 from app.services.users import TAKEN, create_user
 
@@ -254,30 +255,6 @@ def set_session(response: Response, token: str, max_age: int, settings: Settings
     )
 
 
-async def page_user(request: Request, session: SessionDep, settings: Settings) -> User | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        return None
-    try:
-        return await auth.user_from_token(session, token, settings)
-    except InvalidToken:
-        return None
-
-
-async def page_user_id(request: Request, settings: Settings) -> int | None:
-    """The id the session cookie's valid token names, for routes whose own first query
-    checks that the user is still active; None if the session was signed out. The sign-out
-    check runs in a short session of its own: the form upload must not hold a pooled
-    connection while its body arrives."""
-    token = request.cookies.get(SESSION_COOKIE)
-    payload = decode_access_token(token, secret_key=settings.secret_key) if token else None
-    if payload is None:
-        return None
-    async for session in session_scope(request.app.state.sessionmaker):
-        revoked = await auth.session_revoked(session, payload)
-    return None if revoked else payload.user_id
-
-
 async def read_form(request: Request) -> dict[str, str]:
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -430,8 +407,7 @@ async def logout(request: Request, session: SessionDep, settings: SettingsDep) -
     API, in every process (CSRF-protected, so another site cannot sign anyone out)."""
     form = await read_form(request)
     csrf.check(request, settings, form.get(csrf.CSRF_FIELD))
-    token = request.cookies.get(SESSION_COOKIE)
-    payload = decode_access_token(token, secret_key=settings.secret_key) if token else None
+    payload = page_token(request, settings)
     if payload is not None:
         await auth.end_browser_session(session, payload)
         await uow.commit(session)

@@ -27,7 +27,6 @@ from app.models import Action, RevokedSession, User
 from app.security import (
     TokenPayload,
     create_access_token,
-    decode_access_token,
     new_session_id,
     verify_password,
 )
@@ -125,10 +124,3 @@ async def user_from_payload(session: AsyncSession, payload: TokenPayload) -> Use
     if user is None or not user.is_active:
         raise InvalidToken()
     return user
-
-
-async def user_from_token(session: AsyncSession, token: str, settings: Settings) -> User:
-    payload = decode_access_token(token, secret_key=settings.secret_key)
-    if payload is None:
-        raise InvalidToken()
-    return await user_from_payload(session, payload)
