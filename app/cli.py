@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from app import uow
 from app.config import Settings, get_settings
 from app.errors import AppError
+from app.processes import ChildExited, ChildProcess
 from app.serve import ServeOptions
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -204,18 +205,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 # --- run ---------------------------------------------------------------------------------
 
 
-def _wait_http(url: str, timeout: float) -> bool:
+def _answers_soon(child: ChildProcess, url: str, timeout: float = 20) -> bool:
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return True
+            return httpx.get(url, timeout=1).status_code < 500
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
+            return False
+
+    try:
+        child.wait_until(answers, timeout=timeout, interval=0.2, what="to answer")
+    except (ChildExited, TimeoutError):
+        return False
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -269,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             ServeOptions(host=args.host, port=args.port).argv(py),
         )
     )
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children = [ChildProcess(name, argv, env=env) for name, argv in commands]
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -279,11 +282,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        for name, argv in commands:
-            # Own session: Ctrl-C reaches only this runner, which then stops each child once.
-            children[name] = subprocess.Popen(argv, env=env, start_new_session=True)  # noqa: S603
-            if name == "simulator" and not _wait_http(
-                f"{env['AAMARPAY_BASE_URL']}/_sim/config", 20
+        for child in children:
+            child.start()
+            if child.name == "simulator" and not _answers_soon(
+                child, f"{env['AAMARPAY_BASE_URL']}/_sim/config"
             ):
                 _print("simulator did not start")
                 stopping = True
@@ -294,28 +296,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"/docs, admin /admin); Ctrl-C stops everything"
             )
         while not stopping:
-            for name, proc in children.items():
-                if proc.poll() is not None:
-                    _print(f"{name} exited with {proc.returncode}; stopping")
+            for child in children:
+                if child.proc is not None and not child.running:
+                    _print(f"{child.name} exited with {child.returncode}; stopping")
                     stopping = True
             time.sleep(0.5)
     finally:
-        _shutdown(children)
+        for child in reversed(children):
+            if child.stop(grace=20.0) is None and child.proc is not None:
+                _print(f"{child.name} did not stop in time; it was killed")
     return 0
-
-
-def _shutdown(children: dict[str, subprocess.Popen[bytes]], grace: float = 20.0) -> None:
-    for proc in reversed(list(children.values())):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for name, proc in children.items():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _print(f"{name} did not stop in time; killing it")
-            proc.kill()
-            proc.wait()
 
 
 # --- serve -------------------------------------------------------------------------------

@@ -23,13 +23,11 @@ filled in from .env, as Compose does.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -40,6 +38,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from app.processes import ChildProcess
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
@@ -487,83 +487,25 @@ def _resolve_program(argv: list[str], env: Mapping[str, str]) -> list[str]:
     return [program, *argv[1:]]
 
 
-class ServiceProcess:
-    """One native service process, in its own process group, logging to a file."""
+class ServiceProcess(ChildProcess):
+    """One compose service run natively (app.processes: its own process group, a log file).
+    `stop()` does what `docker compose stop` does: SIGTERM to the service's main process (tini
+    passes it to its one child), SIGKILL to all of them after the grace period."""
 
     def __init__(self, command: NativeCommand, log_dir: Path) -> None:
+        super().__init__(
+            command.service,
+            command.argv,
+            log_path=log_dir / f"{command.service}.log",
+            env=command.env,
+            cwd=command.cwd,
+        )
         self.command = command
-        self.log_path = log_dir / f"{command.service}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.command.service
-
-    def start(self) -> ServiceProcess:
-        assert self.proc is None, f"{self.name} was started already"
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - argv from the compose file
-                self.command.argv,
-                cwd=self.command.cwd,
-                env=self.command.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
 
     def assert_running(self) -> None:
-        code = self.returncode()
+        code = self.returncode
         if code is not None:
             raise AssertionError(f"{self.name} exited with {code}:\n{self.tail()}")
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
-
-    def wait(self, timeout: float) -> int:
-        """Wait for a one-shot service to finish; its exit code."""
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"{self.name} did not finish in {timeout}s:\n{self.tail()}"
-            ) from None
-
-    def stop(self, timeout: float = 30) -> int | None:
-        """As `docker compose stop` does: SIGTERM to the service's main process only (tini
-        passes it to its one child), then SIGKILL to all of them after `timeout` seconds
-        (stop_grace_period). Returns the exit code, None if it had to be killed."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-        # A container's processes all end with its main one.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        return code
-
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
 
 
 class NativeStack:
@@ -611,7 +553,7 @@ class NativeStack:
 
     def __exit__(self, *exc: object) -> None:
         for process in reversed(self.processes):
-            if process.returncode() is None:
+            if process.returncode is None:
                 process.stop()
 
 

@@ -5,15 +5,13 @@ the storage, whichever backend runs (files under MEDIA_ROOT, or objects under S3
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from app.processes import ChildProcess
 from tests import support
 
 ACCESS_KEY = "wordcount-test"
@@ -50,7 +48,11 @@ class WeedServer:
             )
         }
         self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child: ChildProcess | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.proc
 
     def env(self, *, bucket: str = BUCKET, prefix: str = PREFIX) -> dict[str, str]:
         """The settings that point the app at this server."""
@@ -89,39 +91,24 @@ class WeedServer:
             "-volume.max=16",
             *(f"-{name}={port}" for name, port in self.ports.items()),
         ]
-        log = (self.workdir / "weed.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
-        )
-        log.close()
-        self._wait_ready(timeout)
+        self.child = ChildProcess(
+            "weed", argv, log_path=self.workdir / "weed.log", cwd=self.workdir
+        ).start()
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Until an authenticated request gets an S3 answer (the filer behind it is up)."""
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited: see {self.workdir / 'weed.log'}")
+        def answers() -> bool:
+            """An authenticated request gets an S3 answer (the filer behind it is up)."""
             try:
                 call(self, "list_buckets")
-                return
-            except Exception as exc:  # noqa: BLE001 - not up yet
-                last = exc
-            time.sleep(0.2)
-        raise RuntimeError(f"SeaweedFS did not come up in {timeout}s: {last}")
+            except Exception:  # noqa: BLE001 - not up yet
+                return False
+            return True
+
+        self.child.wait_until(answers, timeout=timeout, interval=0.2, what="to answer S3")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.proc = None
+        if self.child is not None:
+            self.child.stop(grace=20)
+        self.child = None
 
     def create_bucket(self, bucket: str = BUCKET) -> None:
         try:

@@ -363,7 +363,10 @@ async def test_storage_outage_503_then_retried_by_the_worker(
 
         await async_wait_until(retried, timeout=60, what="the worker to retry the job")
         row = await get_row(db, before.json()["id"])
-        assert (row.status, row.attempts) == (UploadStatus.PROCESSING, 0)
+        # A transient fault gives its attempt back; the retry (backoff with jitter, possibly
+        # under a second) may already be under way, holding one.
+        assert row.status == UploadStatus.PROCESSING
+        assert row.attempts <= 1
     finally:
         own_s3.start()
     done = await wait_settled(db, before.json()["id"], timeout=150)

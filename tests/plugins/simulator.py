@@ -11,17 +11,18 @@ Load it with ``-p tests.plugins.simulator`` or ``pytest_plugins = ["tests.plugin
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from app.processes import ChildExited, ChildProcess
 
 SIM_STORE_ID = "aamarpaytest"
 SIM_SIGNATURE_KEY = "dbb74894e82415a2f7ff0ec3a97e4183"
@@ -103,7 +104,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _start(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(log_path: Path) -> tuple[ChildProcess, str]:
     """Start the simulator and wait (bounded) until it answers; retries on a lost port race."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SIMULATOR_")}
     failures: list[str] = []
@@ -112,42 +113,34 @@ def _start(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
         url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)]
         command += ["--public-url", url, "--log-level", "warning"]
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if _answers(url):
-                return proc, url
-            try:
-                proc.wait(timeout=POLL_INTERVAL_SECONDS)  # doubles as the poll interval
-            except subprocess.TimeoutExpired:
-                continue
-            break  # exited early, e.g. the port was taken meanwhile
-        _stop(proc)
-        failures.append(f"port {port}: exit code {proc.returncode}")
+        child = ChildProcess(
+            "simulator", command, log_path=log_path, env=env, cwd=PROJECT_ROOT
+        ).start()
+        try:
+            child.wait_until(
+                functools.partial(_answers, url),
+                timeout=STARTUP_TIMEOUT_SECONDS,
+                interval=POLL_INTERVAL_SECONDS,
+                what="to answer",
+            )
+        except (ChildExited, TimeoutError):  # e.g. the port was taken meanwhile
+            child.stop(grace=10)
+            failures.append(f"port {port}: exit code {child.returncode}")
+            continue
+        return child, url
     log_text = log_path.read_text(errors="replace")
     pytest.fail(f"simulator did not start ({'; '.join(failures)}):\n{log_text}", pytrace=False)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def simulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a simulator subprocess shared by the whole session."""
     log_path = tmp_path_factory.mktemp("simulator") / "simulator.log"
-    proc, url = _start(log_path)
+    child, url = _start(log_path)
     try:
         yield url
     finally:
-        _stop(proc)
+        child.stop(grace=10)
 
 
 @pytest.fixture(scope="session")
