@@ -28,7 +28,6 @@ import re
 import secrets
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +42,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from app.processes import ChildProcess
 from app.usernames import canonical_username
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -345,7 +345,7 @@ def _hwm_mib(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def api_process(database_url: str, project: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def api_process(database_url: str, project: Path) -> Iterator[tuple[str, ChildProcess]]:
     """One uvicorn process of the app in `project` on `database_url` (no Redis: the file
     list's per-process cache is off, so every request reaches the database)."""
     port = _free_port()
@@ -364,8 +364,8 @@ def api_process(database_url: str, project: Path) -> Iterator[tuple[str, subproc
     }
     for key in ("TEST_DATABASE_URL", "TEST_REDIS_URL"):
         env.pop(key, None)
-    log = (workdir / "api.log").open("wb")
-    proc = subprocess.Popen(
+    api = ChildProcess(
+        "api",
         [
             sys.executable,
             "-m",
@@ -378,30 +378,20 @@ def api_process(database_url: str, project: Path) -> Iterator[tuple[str, subproc
         ],
         cwd=project,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log_path=workdir / "api.log",
     )
     url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the API exited:\n{(workdir / 'api.log').read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("the API did not start in 60 s")
-            time.sleep(0.2)
-        yield url, proc
+        api.start().wait_until(up, timeout=60, interval=0.2, what="to answer")
+        yield url, api
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        api.stop(grace=20)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from app.processes import ChildProcess
 from app.serve import ServeOptions
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -44,16 +45,10 @@ def _free_port() -> int:
         return port
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s")
+def _answers(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=1).status_code < 500
+    return False
 
 
 @contextlib.contextmanager
@@ -82,24 +77,26 @@ def stack(folder: Path) -> Iterator[dict[str, Any]]:
         check=True,
         capture_output=True,
     )
-    log = (folder / "processes.log").open("ab")
-    sim = subprocess.Popen(  # noqa: S603
+    log = folder / "processes.log"
+    sim = ChildProcess(
+        "simulator",
         [sys.executable, "-m", "simulator", "--port", str(sim_port), "--log-level", "warning"],
         env=env,
         cwd=PROJECT_DIR,
-        stdout=log,
-        stderr=log,
+        log_path=log,
     )
-    api = subprocess.Popen(  # noqa: S603
+    api = ChildProcess(
+        "api",
         ServeOptions(port=api_port, log_level="warning").argv(sys.executable),
         env=env,
         cwd=PROJECT_DIR,
-        stdout=log,
-        stderr=log,
+        log_path=log,
     )
     try:
-        _wait(f"http://127.0.0.1:{sim_port}/_sim/config", sim)
-        _wait(f"http://127.0.0.1:{api_port}/healthz", api)
+        sim.start().wait_until(
+            lambda: _answers(f"http://127.0.0.1:{sim_port}/_sim/config"), timeout=60
+        )
+        api.start().wait_until(lambda: _answers(f"http://127.0.0.1:{api_port}/healthz"), timeout=60)
         yield {
             "api": f"http://127.0.0.1:{api_port}",
             "sim": f"http://127.0.0.1:{sim_port}",
@@ -107,13 +104,8 @@ def stack(folder: Path) -> Iterator[dict[str, Any]]:
             "port": api_port,
         }
     finally:
-        for proc in (api, sim):
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=20)
-            if proc.poll() is None:
-                proc.kill()
-        log.close()
+        for child in (api, sim):
+            child.stop(grace=20)
 
 
 def paid_token(urls: dict[str, Any]) -> str:
