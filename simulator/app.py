@@ -248,6 +248,16 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
         try:
             if action == "cancel":
                 return Response(status_code=302, headers={"location": gateway.cancel(tx)})
+            if action == "bkash-close":
+                # A person who pays and closes the tab: only the IPN reaches the merchant.
+                fields = gateway.complete(tx, State.SUCCESSFUL, Method.BKASH, client_ip(request))
+                notify(tx, fields)
+                return message_page(
+                    200,
+                    "Paid, tab closed",
+                    "The payment went through, and this browser does not go back to the "
+                    "merchant: only the IPN tells the merchant.",
+                )
             if action in ("bkash", "visa"):
                 fields = gateway.complete(tx, State.SUCCESSFUL, Method(action), client_ip(request))
             elif action == "fail":

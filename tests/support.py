@@ -38,6 +38,8 @@ def test_env(run_dir: Path, database_url: str, redis_url: str) -> dict[str, str]
         "REDIS_URL": redis_url,
         "EMBEDDED_BROKER_DIR": str(run_dir / "broker"),
         "MEDIA_ROOT": str(run_dir / "media"),
+        # Receipts without an SMTP server land here as .eml files (never in the project's var/).
+        "MAIL_DIR": str(run_dir / "mail"),
         "PUBLIC_BASE_URL": "http://testserver",
         "LOG_LEVEL": "WARNING",
         # Nothing may reach the real gateway from a test.

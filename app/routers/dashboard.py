@@ -38,11 +38,11 @@ from app.deps import (
     page_user_id,
     upload_body,
 )
-from app.errors import AppError, InvalidToken, TooManyRequests
+from app.errors import AppError, InvalidToken, NotFound, TooManyRequests
 from app.i18n import N_, tr
 from app.models import User
 from app.schemas.users import UserCreate
-from app.services import activity, auth, entitlement, payments, storage, uploads
+from app.services import activity, auth, entitlement, payments, receipts, storage, uploads
 from app.services.users import TAKEN, create_user
 
 router = APIRouter(include_in_schema=False)
@@ -570,6 +570,27 @@ def _read_results(
             }
         )
     return shown
+
+
+@router.get("/dashboard/payments/{transaction_id}/receipt", response_class=HTMLResponse)
+async def receipt(
+    request: Request, transaction_id: str, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The printable receipt of one of your successful payments: what the e-mail says."""
+    user = await page_user(request, session, settings)
+    if user is None:
+        return redirect("/login")
+    lang = page_language(request, settings)
+    try:
+        found = await receipts.of_owner(session, user_id=user.id, transaction_id=transaction_id)
+    except NotFound:
+        return render(request, settings, "dashboard/receipt.html", {"user": user}, status_code=404)
+    return render(
+        request,
+        settings,
+        "dashboard/receipt.html",
+        {"user": user, **receipts.content(found, settings, lang)},
+    )
 
 
 @router.post("/dashboard/pay", response_class=RedirectResponse)

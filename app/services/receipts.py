@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
+from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
 from sqlalchemy import select, update
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import i18n
 from app.config import Settings
+from app.errors import NotFound
 from app.i18n import tr
 from app.models import Action, PaymentStatus, PaymentTransaction, User
 from app.services import jobs
@@ -81,18 +83,43 @@ async def claim(session: AsyncSession, payment_id: int) -> Receipt | None:
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         return None
+    return _receipt(tx, row.email, row.username, row.language)
+
+
+def _receipt(
+    tx: PaymentTransaction, email: str | None, username: str, language: str | None
+) -> Receipt:
     return Receipt(
         payment_id=tx.id,
         user_id=tx.user_id,
         transaction_id=tx.transaction_id,
-        email=row.email,
-        username=row.username,
+        email=email or "",
+        username=username,
         amount=f"{tx.amount:.2f}",
         currency=tx.currency,
         pg_txnid=tx.pg_txnid or "",
         paid_at=tx.updated_at,
-        language=row.language,
+        language=language,
     )
+
+
+async def of_owner(session: AsyncSession, *, user_id: int, transaction_id: str) -> Receipt:
+    """The receipt of one of the person's own successful payments (the printable page);
+    NotFound for anyone else's, an unknown one, or one not paid."""
+    row = (
+        await session.execute(
+            select(PaymentTransaction, User.email, User.username, User.language)
+            .join(User, User.id == PaymentTransaction.user_id)
+            .where(
+                PaymentTransaction.transaction_id == transaction_id,
+                PaymentTransaction.user_id == user_id,
+                PaymentTransaction.status == PaymentStatus.SUCCESS,
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound("No such receipt")
+    return _receipt(row[0], row.email, row.username, row.language)
 
 
 async def release(session: AsyncSession, payment_id: int) -> None:
@@ -200,14 +227,9 @@ def _paid_at(receipt: Receipt, lang: str) -> str:
     return i18n.format_datetime(paid, lang, seconds=True)
 
 
-def compose(receipt: Receipt, settings: Settings, language: str | None = None) -> EmailMessage:
-    """The receipt as a plain-text + HTML message, in `language` (default: the person's
-    stored language, else DEFAULT_LANGUAGE): amounts, digits and dates as CLDR writes them."""
-    lang = receipt_language(receipt, settings)
-    if language is not None and i18n.is_language(language):
-        lang = language
-    env = _templates(settings)
-    context = {
+def content(receipt: Receipt, settings: Settings, lang: str) -> dict[str, Any]:
+    """What a receipt says, written for `lang`: the mail and the printable page alike."""
+    return {
         "lang": lang,
         "receipt": receipt,
         "amount": _amount(receipt, lang),
@@ -215,6 +237,16 @@ def compose(receipt: Receipt, settings: Settings, language: str | None = None) -
         "unlocked": unlocked_text(settings, lang),
         "dashboard_url": f"{settings.public_base_url}/dashboard/",
     }
+
+
+def compose(receipt: Receipt, settings: Settings, language: str | None = None) -> EmailMessage:
+    """The receipt as a plain-text + HTML message, in `language` (default: the person's
+    stored language, else DEFAULT_LANGUAGE): amounts, digits and dates as CLDR writes them."""
+    lang = receipt_language(receipt, settings)
+    if language is not None and i18n.is_language(language):
+        lang = language
+    env = _templates(settings)
+    context = content(receipt, settings, lang)
     subject = " ".join(env.get_template("receipt_subject.txt").render(context).split())
     sender_name, sender_address = parseaddr(settings.email_from)
     message = EmailMessage()

@@ -11,7 +11,8 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from tests.e2e.conftest import Shots
-from tests.support import DEFAULT_PASSWORD
+from tests.plugins.simulator import SimulatorControl
+from tests.support import DEFAULT_PASSWORD, async_wait_until
 
 
 async def register(page: Page, shot: Shots | None = None) -> str:
@@ -209,3 +210,39 @@ async def test_session_cookie_is_httponly_and_lax(page: Page) -> None:
     assert cookies["session"]["sameSite"] == "Lax"
     assert cookies["csrftoken"]["httpOnly"] is True
     assert await page.evaluate("document.cookie") == ""
+
+
+async def test_a_person_who_closes_the_tab_is_confirmed_by_the_ipn_and_gets_a_receipt(
+    page: Page, shot: Shots, live: dict[str, Any], simulator: SimulatorControl, run_dir: Path
+) -> None:
+    """As in `make demo`: pay, close the tab; the IPN confirms the payment, the dashboard
+    shows it on the next visit, the receipt is on its page and in the mail folder."""
+    simulator.config(ipn_url=f"{live['url']}/api/payment/ipn/")
+    await register(page)
+    await page.click("#pay")
+    await expect(page).to_have_url(re.compile(r"/paynow\.php\?track=AAM"))
+    await page.click("#pay-close")
+    await expect(page.locator("h1")).to_contain_text("Paid, tab closed")
+
+    async def confirmed() -> bool:
+        await page.goto("/dashboard/")
+        return await page.locator("#payments [data-status=success]").count() == 1
+
+    await async_wait_until(confirmed, timeout=30, interval=0.5, what="the IPN to confirm")
+    await expect(page.locator("#upload-form")).to_be_visible()
+    await shot("ipn-confirmed")
+
+    await page.click("#payments .receipt-link")
+    await expect(page).to_have_url(re.compile(r"/dashboard/payments/[0-9a-f]{32}/receipt$"))
+    transaction = (await page.locator("#receipt-transaction").inner_text()).strip()
+    await expect(page.locator("#receipt-amount")).to_have_text("100.00 BDT")
+    await expect(page.locator("#receipt-pg-txnid")).to_have_text(re.compile(r"^AAM"))
+    await shot("receipt-page")
+
+    async def mailed() -> bool:
+        return any(
+            transaction in path.read_text(errors="replace")
+            for path in (run_dir / "mail").glob("*.eml")
+        )
+
+    await async_wait_until(mailed, timeout=60, interval=0.2, what="the receipt's .eml file")

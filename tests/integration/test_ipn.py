@@ -4,6 +4,7 @@ tab after paying is unlocked and gets one receipt by e-mail (SPEC §11)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,22 @@ async def test_an_ipn_confirms_a_payment_whose_browser_never_came_back(
     # The same notice again (aamarPay may repeat it): the same answer, one success.
     assert (await client.post(IPN, json=fields)).json()["status"] == "success"
     assert await count_actions(db, user.id, "payment_succeeded") == 1
+
+
+async def test_twenty_parallel_ipns_and_a_browser_return_make_one_transition(
+    client: AsyncClient, user: Account, simulator: SimulatorControl, db: Sessions
+) -> None:
+    tran_id = await initiate(client, user)
+    fields = simulator.pay(tran_id)["fields"]
+    calls = [client.post(IPN, json=fields) for _ in range(20)]
+    calls.append(client.post("/api/payment/success/", data=fields))
+    answers = await asyncio.gather(*calls)
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
+    assert {a.json()["status"] for a in answers} == {"success"}
+    assert await count_actions(db, user.id, "payment_succeeded") == 1
+    # The gateway was asked once, not 21 times (one question per transaction per 5 s).
+    asked = [r for r in simulator.requests() if r["endpoint"] == "trxcheck"]
+    assert len(asked) == 1
 
 
 async def test_the_ipn_body_is_never_trusted(

@@ -138,6 +138,26 @@ async def test_smtp_away_releases_the_claim_and_a_retry_sends_it(
     assert await receipt_rows(db, payment_id) == 1
 
 
+async def test_a_worker_killed_mid_send_never_sends_twice(
+    db: Sessions, settings: Settings, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payment_id = await paid_payment(db)
+    rt = runtime(db, settings, smtp_url=smtp.url)
+    real_deliver = mail.deliver
+
+    async def delivered_then_killed(message: EmailMessage, settings: Settings) -> str:
+        await real_deliver(message, settings)  # the server has the mail ...
+        raise SystemExit("SIGKILL")  # ... and the worker dies before recording it
+
+    monkeypatch.setattr(mail, "deliver", delivered_then_killed)
+    with pytest.raises(SystemExit):
+        await send_receipt(rt, payment_id)
+    monkeypatch.setattr(mail, "deliver", real_deliver)
+    # The job is delivered again (late ack): the claim stands, nothing more goes out.
+    assert await send_receipt(rt, payment_id) == "not_due"
+    assert len(smtp.mailbox.messages) == 1
+
+
 async def test_no_address_no_receipt_and_unpaid_never(
     db: Sessions, settings: Settings, smtp: SmtpServer
 ) -> None:
