@@ -187,8 +187,6 @@ def checkout_of(commit: str) -> Iterator[Path]:
             folder.parent.rmdir()
 
 
-
-
 def comparison(baseline: dict[str, float], current: dict[str, float]) -> list[str]:
     """Each headline figure beside the baseline's, with the ratio (this / baseline)."""
     lines = [f"  {'figure':<28} {'baseline':>10} {'this':>10} {'this/base':>10}"]
