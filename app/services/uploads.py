@@ -399,7 +399,19 @@ class JobResult:
     word_count: int | None = None
 
 
-async def start_job(session: AsyncSession, upload_id: int) -> FileUpload | None:
+@dataclass(frozen=True)
+class StartedUpload:
+    """What the job reads of its upload (columns, not an ORM object: building and tracking
+    one cost more than the query)."""
+
+    id: int
+    user_id: int
+    file: str
+    filename: str
+    attempts: int
+
+
+async def start_job(session: AsyncSession, upload_id: int) -> StartedUpload | None:
     """Count this start of the job (flushed: the task commits it before counting, so a job
     that kills its worker still counts as an attempt); None when there is nothing to do."""
     result = await session.execute(_START_JOB, {"upload_id": upload_id})
@@ -408,8 +420,7 @@ async def start_job(session: AsyncSession, upload_id: int) -> FileUpload | None:
     row = (await session.execute(_JOB_ROW, {"upload_id": upload_id})).first()
     if row is None:
         return None
-    # What the job reads, in columns: loading the ORM object cost more than the query.
-    return FileUpload(**row._asdict())
+    return StartedUpload(row.id, row.user_id, row.file, row.filename, row.attempts)
 
 
 # The job's statements, built once on the table (Core): building an ORM-enabled UPDATE per
@@ -436,7 +447,6 @@ _JOB_ROW = select(
     FileUpload.file,
     FileUpload.filename,
     FileUpload.attempts,
-    FileUpload.status,
 ).where(FileUpload.id == bindparam("upload_id"))
 
 
@@ -452,7 +462,7 @@ async def give_back_attempt(session: AsyncSession, upload_id: int) -> None:
 
 async def _finish(
     session: AsyncSession,
-    upload: FileUpload,
+    upload: StartedUpload,
     *,
     word_count: int | None,
     error: str | None,
@@ -486,7 +496,7 @@ async def _finish(
 
 async def count_and_settle(
     session: AsyncSession,
-    upload: FileUpload,
+    upload: StartedUpload,
     settings: Settings,
     changes: FileChanges | None = None,
 ) -> JobResult:
@@ -500,7 +510,7 @@ async def count_and_settle(
     return result
 
 
-async def _count(session: AsyncSession, upload: FileUpload, settings: Settings) -> JobResult:
+async def _count(session: AsyncSession, upload: StartedUpload, settings: Settings) -> JobResult:
     if upload.attempts > MAX_ATTEMPTS:
         await _finish(
             session,
