@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Exists, Select, bindparam, exists, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.config import Settings
 from app.errors import InvalidToken, PaymentRequired
@@ -81,7 +81,7 @@ async def active_user_and_allowance(
 
 
 async def check_upload_right(
-    session: AsyncSession, user_id: int, settings: Settings
+    session: AsyncSession | AsyncConnection, user_id: int, settings: Settings
 ) -> UploadRight:
     """The check before an upload's body is read, in one round trip: InvalidToken when the
     user is gone or deactivated, PaymentRequired when they may not upload now."""

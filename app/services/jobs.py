@@ -37,9 +37,10 @@ from app.tasks.celery_app import celery_app
 
 logger = logging.getLogger("app.jobs")
 
-#: The asyncio broker client of this process, when it may publish directly (see the module
-#: docstring); None: `send_task` in a worker thread.
+#: The asyncio broker client of this process and the queue, when it may publish directly
+#: (see the module docstring); None: `send_task` in a worker thread.
 _broker: Redis | None = None
+_queue = "celery"
 #: Celery's `origin` header, as `send_task` writes it.
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -69,11 +70,34 @@ def direct_queue() -> str | None:
 def use_redis_broker(client: Redis | None) -> None:
     """Publish through `client` (the broker's Redis, on this process's event loop) from now
     on; None goes back to `send_task`."""
-    global _broker
-    _broker = client if client is not None and direct_queue() is not None else None
+    global _broker, _queue
+    queue = direct_queue()
+    _broker = client if client is not None and queue is not None else None
+    # Read once: Celery's configuration is slow to read (a lookup chain per key).
+    _queue = queue or _queue
 
 
-def message(name: str, args: list[Any], queue: str) -> bytes:
+#: Execution options of a task registered in this process that the direct path writes as
+#: `send_task` does (it takes them from the registry); any other one sends by `send_task`.
+_DIRECT_OPTIONS = {"time_limit", "soft_time_limit", "serializer", "delivery_mode"}
+
+
+def _time_limits(name: str) -> list[Any] | None:
+    """`send_task`'s `timelimit` header for `name` ([hard, soft] from the task when it is
+    registered in this process, else [None, None]); None when the task has options the
+    direct path does not write."""
+    task = celery_app._tasks.get(name)  # the registry, without finalising (as send_task)
+    if task is None:
+        return [None, None]
+    options = {k: v for k, v in task._get_exec_options().items() if v is not None}
+    if set(options) - _DIRECT_OPTIONS or options.get("serializer", "json") != "json":
+        return None
+    if options.get("delivery_mode", 2) != 2:
+        return None
+    return [options.get("time_limit"), options.get("soft_time_limit")]
+
+
+def message(name: str, args: list[Any], queue: str, time_limits: list[Any]) -> bytes:
     """A task message (Celery protocol 2) as kombu's Redis transport stores it in a list."""
     task_id = str(uuid.uuid4())
     body = json.dumps([args, {}, _EMBED]).encode()
@@ -87,7 +111,7 @@ def message(name: str, args: list[Any], queue: str) -> bytes:
         "group": None,
         "group_index": None,
         "retries": 0,
-        "timelimit": [None, None],
+        "timelimit": time_limits,
         "root_id": task_id,
         "parent_id": None,
         "argsrepr": repr(args),
@@ -123,11 +147,11 @@ async def publish_async(name: str, *args: Any) -> None:
     """Publish one job from the event loop: directly when this process may (see
     `use_redis_broker`), else `send_task` in a worker thread."""
     broker = _broker
-    queue = direct_queue() if broker is not None else None
-    if broker is None or queue is None:
+    limits = _time_limits(name) if broker is not None else None
+    if broker is None or limits is None:
         await to_thread.run_sync(lambda: publish(name, *args))
         return
-    await broker.lpush(queue, message(name, list(args), queue))
+    await broker.lpush(_queue, message(name, list(args), _queue, limits))
 
 
 def enqueue_after_commit(

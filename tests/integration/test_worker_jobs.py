@@ -337,16 +337,6 @@ async def test_the_api_publishes_what_send_task_would(app: Any, settings: Settin
     assert jobs._broker is app.state.broker_redis is not None
     queue = jobs.direct_queue()
     assert queue == "celery"
-    probe = redis.Redis.from_url(settings.broker_url)
-    try:
-        set_request_id("compare-42")
-        celery_app.send_task("wordcount.count_words", args=[123456789])
-        by_celery = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
-        await jobs.publish_async("wordcount.count_words", 123456789)
-        direct = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
-    finally:
-        set_request_id(None)
-        probe.close()
 
     def without_ids(value: Any) -> Any:
         ids = {"id", "root_id", "correlation_id", "delivery_tag", "reply_to", "origin"}
@@ -354,7 +344,20 @@ async def test_the_api_publishes_what_send_task_would(app: Any, settings: Settin
             return {k: without_ids(v) for k, v in value.items() if k not in ids}
         return value
 
-    assert without_ids(direct) == without_ids(by_celery)
-    assert direct["headers"]["request_id"] == "compare-42"
-    assert direct["headers"]["id"] == direct["headers"]["root_id"]
-    assert direct["headers"]["id"] == direct["properties"]["correlation_id"]
+    probe = redis.Redis.from_url(settings.broker_url)
+    # A task registered here (its time limits go in the message) and one that is not.
+    for name, limits in (("wordcount.count_words", [360, 300]), ("tests.elsewhere", None)):
+        try:
+            set_request_id("compare-42")
+            celery_app.send_task(name, args=[123456789])
+            by_celery = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
+            await jobs.publish_async(name, 123456789)
+            direct = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
+        finally:
+            set_request_id(None)
+        assert without_ids(direct) == without_ids(by_celery)
+        assert direct["headers"]["timelimit"] == (limits or [None, None])
+        assert direct["headers"]["request_id"] == "compare-42"
+        assert direct["headers"]["id"] == direct["headers"]["root_id"]
+        assert direct["headers"]["id"] == direct["properties"]["correlation_id"]
+    probe.close()
