@@ -27,7 +27,6 @@ from typing import Any, cast
 
 from anyio import to_thread
 from sqlalchemy import (
-    CursorResult,
     Integer,
     Row,
     Select,
@@ -46,7 +45,7 @@ from app.config import Settings
 from app.errors import AppError, NotFound, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus, User
 from app.services import entitlement, filetypes, jobs, storage, upload_slots, wordcount
-from app.services.activity import insert_activity
+from app.services.activity import core_execute, insert_activity
 from app.services.filecache import FileChanges
 from app.services.pagination import deferred_page
 
@@ -280,7 +279,7 @@ async def accept_upload(
         }
         # Core INSERTs, not session.add + flush: the ORM's unit of work cost more CPU than
         # the rest of the upload's database work. The returned object is not in the session.
-        inserted = cast(CursorResult[Any], await session.execute(_INSERT_UPLOAD, values))
+        inserted = await core_execute(session, _INSERT_UPLOAD, values)
         upload = FileUpload(id=inserted.lastrowid, **values)
         await insert_activity(
             session,
@@ -421,10 +420,10 @@ class StartedUpload:
 async def start_job(session: AsyncSession, upload_id: int) -> StartedUpload | None:
     """Count this start of the job (flushed: the task commits it before counting, so a job
     that kills its worker still counts as an attempt); None when there is nothing to do."""
-    result = await session.execute(_START_JOB, {"upload_id": upload_id})
+    result = await core_execute(session, _START_JOB, {"upload_id": upload_id})
     if getattr(result, "rowcount", 0) != 1:
         return None
-    row = (await session.execute(_JOB_ROW, {"upload_id": upload_id})).first()
+    row = (await core_execute(session, _JOB_ROW, {"upload_id": upload_id})).first()
     if row is None:
         return None
     return StartedUpload(row.id, row.user_id, row.file, row.filename, row.attempts)
@@ -449,12 +448,12 @@ _FINISH_JOB = (
     )
 )
 _JOB_ROW = select(
-    FileUpload.id,
-    FileUpload.user_id,
-    FileUpload.file,
-    FileUpload.filename,
-    FileUpload.attempts,
-).where(FileUpload.id == bindparam("upload_id"))
+    _UPLOADS.c.id,
+    _UPLOADS.c.user_id,
+    _UPLOADS.c.file,
+    _UPLOADS.c.filename,
+    _UPLOADS.c.attempts,
+).where(_UPLOADS.c.id == bindparam("upload_id"))
 
 
 async def give_back_attempt(session: AsyncSession, upload_id: int) -> None:
@@ -477,7 +476,8 @@ async def _finish(
 ) -> bool:
     """processing -> completed | failed, once; the activity row only for the winner."""
     done = error is None
-    result = await session.execute(
+    result = await core_execute(
+        session,
         _FINISH_JOB,
         {
             "upload_id": upload.id,
