@@ -24,7 +24,7 @@ from app.errors import install_error_handlers
 from app.i18n import LanguageCookieMiddleware
 from app.logging import configure_logging, request_id_middleware
 from app.routers import auth, dashboard, health, payments, uploads
-from app.services import blobstore, filecache
+from app.services import blobstore, filecache, jobs
 from app.services.aamarpay import make_http_client
 from app.services.filecache import FileChanges, FilePageCache
 from app.services.throttle import ThrottleStore
@@ -56,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             shared_redis if shared_url == settings.broker_url else _redis(settings.broker_url)
         )
     app.state.broker_redis = broker_redis
+    jobs.use_redis_broker(broker_redis)
     app.state.http = make_http_client(
         settings.aamarpay_connect_timeout_seconds, settings.aamarpay_read_timeout_seconds
     )
@@ -91,6 +92,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             feed.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feed
+        jobs.use_redis_broker(None)
         for client in {id(c): c for c in (shared_redis, broker_redis, feed_redis) if c}.values():
             await client.aclose()
         await app.state.http.aclose()

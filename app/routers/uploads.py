@@ -88,14 +88,20 @@ async def upload_file(
     session: SessionDep,
     intake: IntakeDep,
     settings: SettingsDep,
-) -> FileUploadRead:
+) -> Response:
     """Upload a `.txt` or `.docx` file (multipart field `file`). Answers 202 at once with
     `status: "processing"`; a worker then counts the words."""
     upload = await uploads.receive(
         session, intake, upload_body(request), user_id=user_id, settings=settings
     )
     await uow.commit(session)
-    return FileUploadRead.model_validate(upload)
+    # Serialised here: returning the model had FastAPI validate it a second time against
+    # `response_model` (which stays, for the documentation) before serialising it.
+    return Response(
+        FileUploadRead.model_validate(upload).model_dump_json(),
+        status_code=status.HTTP_202_ACCEPTED,
+        media_type="application/json",
+    )
 
 
 @router.get("/files/", response_model=Page[FileUploadRead], responses=responses(NotAuthenticated))

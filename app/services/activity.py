@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import CursorResult, Executable, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Action, ActivityLog
@@ -16,6 +17,29 @@ def record_activity(
     entry = ActivityLog(user_id=user_id, action=action.value, metadata_=metadata)
     session.add(entry)
     return entry
+
+
+_INSERT = insert(cast(Table, ActivityLog.__table__))
+
+
+async def core_execute(
+    session: AsyncSession, statement: Executable, params: dict[str, Any]
+) -> CursorResult[Any]:
+    """A Core statement on the session's connection, inside its transaction: the session's
+    own execute path (ORM compile state, bind lookup) cost a third more CPU than the
+    statement on the hot paths (the upload, the job)."""
+    connection = await session.connection()
+    return await connection.execute(statement, params)
+
+
+async def insert_activity(
+    session: AsyncSession, *, user_id: int, action: Action, **metadata: Any
+) -> None:
+    """`record_activity` as one INSERT sent now (no ORM object, no flush): for the hot paths
+    (an upload, its job), where the unit-of-work flush cost more CPU than the statement."""
+    await core_execute(
+        session, _INSERT, {"user_id": user_id, "action": action.value, "metadata": metadata}
+    )
 
 
 async def list_activity(

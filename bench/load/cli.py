@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
+import math
 import os
 import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bench.load.scenarios import LoadRun, Plan, Results
 from bench.load.stack import PROJECT_DIR, Stack, StackConfig
 
-SCENARIOS = ("files", "uploads", "dashboard", "callbacks")
+SCENARIOS = ("files", "uploads", "dashboard", "callbacks", "uploads-plain")
 
 
 def _say(message: str) -> None:
@@ -39,6 +45,7 @@ async def _run_async(
             "uploads": load.scenario_uploads,
             "dashboard": load.scenario_dashboard,
             "callbacks": load.scenario_callbacks,
+            "uploads-plain": load.scenario_uploads_plain,
         }
         for name in SCENARIOS:
             if name in scenarios:
@@ -130,14 +137,82 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="extra argument for `celery worker` (tuning), repeatable",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="COMMIT",
+        help="also run the same scenarios against COMMIT (a git worktree of it in a temporary "
+        "folder, its own processes and a fresh database on the same server), and print each "
+        "headline figure beside the baseline's",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --baseline: alternate baseline and this code this many times each "
+        "(medians are compared), which evens out other work on the machine",
+    )
+    p.add_argument("--uploads", type=int, help="uploads-plain: how many uploads (bounded)")
+    p.add_argument("--clients", type=int, help="uploads-plain: clients at a time")
     p.add_argument("--json", type=Path, help="also write the figures here (JSON)")
     return p
+
+
+@contextlib.contextmanager
+def checkout_of(commit: str) -> Iterator[Path]:
+    """A `git worktree` of `commit` in a temporary folder, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="load-baseline-")) / "src"
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(PROJECT_DIR),
+            "worktree",
+            "add",
+            "--detach",
+            "--quiet",
+            str(folder),
+            commit,
+        ],
+        check=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(
+            ["git", "-C", str(PROJECT_DIR), "worktree", "remove", "--force", str(folder)],
+            check=False,
+        )
+        subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "prune"], check=False)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()
+
+
+def comparison(baseline: dict[str, float], current: dict[str, float]) -> list[str]:
+    """Each headline figure beside the baseline's, with the ratio (this / baseline)."""
+    lines = [f"  {'figure':<28} {'baseline':>10} {'this':>10} {'this/base':>10}"]
+    for key, base in baseline.items():
+        value = current.get(key, math.nan)
+        ratio = value / base if base else math.nan
+        lines.append(f"  {key:<28} {base:>10.1f} {value:>10.1f} {ratio:>10.2f}")
+    return lines
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = [k for k in runs[0] if all(k in r for r in runs)] if runs else []
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     plan = Plan.quick() if args.quick else Plan.full()
     scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
+    if args.uploads:
+        plan = dataclasses.replace(plan, plain_uploads=args.uploads)
+    if args.clients:
+        plan = dataclasses.replace(plan, plain_clients=args.clients)
+    if not {"files", "dashboard"} & set(scenarios):
+        # Only the list and the dashboard need long file lists: a short setup.
+        plan = dataclasses.replace(plan, users=min(plan.users, 10), files_per_user=1)
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         _say(f"unknown scenarios: {sorted(unknown)}")
@@ -159,11 +234,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.2f} (other work on the machine skews the figures)"
     )
     started = time.monotonic()
+    base_runs: list[dict[str, float]] = []
+    this_runs: list[dict[str, float]] = []
     try:
-        results = run(config, plan, scenarios=scenarios, generator=args.generator)
+        if args.baseline:
+            with checkout_of(args.baseline) as folder:
+                base_config = dataclasses.replace(config, project_dir=folder)
+                for n in range(max(1, args.rounds)):
+                    _say(f"\n=== round {n + 1}: baseline {args.baseline} ===")
+                    base = run(base_config, plan, scenarios=scenarios, generator=args.generator)
+                    base_runs.append(base.metrics)
+                    _say(f"\n=== round {n + 1}: this code ===")
+                    results = run(config, plan, scenarios=scenarios, generator=args.generator)
+                    this_runs.append(results.metrics)
+                    if not base.ok:
+                        results.problems.extend(f"baseline: {p}" for p in base.problems)
+        else:
+            results = run(config, plan, scenarios=scenarios, generator=args.generator)
     except KeyboardInterrupt:
         _say("\ninterrupted; the stack has been stopped and removed")
         return 130
+    if base_runs and base_runs[0]:
+        rounds = len(base_runs)
+        _say(
+            f"\nbaseline {args.baseline} vs this code"
+            + (f" (medians of {rounds} alternated rounds)" if rounds > 1 else "")
+            + ":"
+        )
+        for line in comparison(medians(base_runs), medians(this_runs)):
+            _say(line)
     _say(
         f"\n{'PASS' if results.ok else 'FAIL'}: {results.errors} errors, "
         f"{results.status_5xx} 5xx, {len(results.problems)} problems "
@@ -195,6 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ],
                 "check": results.check,
                 "problems": results.problems,
+                "metrics": results.metrics,
+                "baseline": {"commit": args.baseline, "runs": base_runs, "this_runs": this_runs}
+                if args.baseline
+                else None,
             },
             indent=2,
         )

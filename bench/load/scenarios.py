@@ -84,6 +84,9 @@ class Plan:
     dashboard_seconds: float = 10.0
     callback_clients: int = 200
     callback_rounds: int = 5
+    #: `uploads-plain`: this many uploads, `plain_clients` at a time, each on a new connection.
+    plain_uploads: int = 500
+    plain_clients: int = 20
     setup_parallel: int = 8
     seed_parallel: int = 20
     drain_timeout: float = 180.0
@@ -108,6 +111,7 @@ class Plan:
             dashboard_clients=100,
             dashboard_seconds=2.0,
             callback_rounds=1,
+            plain_uploads=300,
             drain_timeout=120.0,
         )
 
@@ -129,6 +133,8 @@ class Plan:
             dashboard_seconds=1.5,
             callback_clients=20,
             callback_rounds=1,
+            plain_uploads=24,
+            plain_clients=8,
             setup_parallel=4,
             seed_parallel=4,
             drain_timeout=90.0,
@@ -155,6 +161,8 @@ class Results:
     sections: list[Section] = field(default_factory=list)
     check: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: Headline figures by name (`uploads-plain`), for the side-by-side with a baseline.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def figures(self) -> list[Figures]:
         return [fig for section in self.sections for _, fig in section.rows]
@@ -781,6 +789,82 @@ class LoadRun:
         fig.note = "; ".join([upload_fig.note, *failures[:3]]).strip("; ")
         fig.cpu = cpu
         return fig
+
+    # --- scenario 5: uploads as plain clients send them --------------------------------
+
+    async def scenario_uploads_plain(self) -> None:
+        """`plain_uploads` small .txt uploads, `plain_clients` at a time, each on a NEW
+        connection (as curl, requests or a browser form without keep-alive do), through to
+        `completed`; the API's and the worker's CPU seconds per accepted upload."""
+        plan = self.plan
+        clients, total = plan.plain_clients, plan.plain_uploads
+        section = self.section(f"5. plain uploads, {clients} clients, a new connection each")
+        self.out(
+            f"\n{section.title}  [{total} small .txt uploads back to back, each on a new "
+            f"connection, then drained to `completed`; CPU from /proc of the process trees]"
+        )
+        from bench.load.stats import HEADER
+
+        self.out(HEADER)
+        await asyncio.to_thread(self.stack.start_worker, self.stack.config.worker_concurrency)
+        await self.warm_worker(self.stack.config.worker_concurrency)
+        sent: dict[int, float] = {}
+
+        async def body(i: int, _unused: Connection, rec: Recorder) -> None:
+            account = self.accounts[i % len(self.accounts)]
+            conn = self.conns(1)[0]
+            try:
+                got = await self.upload(rec, "upload", conn, account.token)
+            finally:
+                await conn.close()
+            if got:
+                sent[got[0]] = got[1]
+
+        meter = self.meter()
+        meter.start()
+        rec, elapsed = await closed_loop(
+            self.conns(clients), plan.max_scenario_seconds, body, max_iterations=total
+        )
+        done = await self.wait_settled(list(sent), plan.drain_timeout)
+        cpu = meter.stop()
+        fig = rec.figures("upload", clients, elapsed)
+        fig.cpu = {k: v for k, v in cpu.items() if ":" not in k}
+        self.add(section, "POST /api/upload/ (new connection)", fig)
+        latencies = sorted(
+            finished.timestamp() - t
+            for k, t in sent.items()
+            if (finished := done.get(k, ("", None))[1]) is not None
+        )
+        completed = self.latency_figures("completed", clients, latencies)
+        completed.seconds = elapsed
+        completed.errors = sum(1 for k in sent if done.get(k, ("", None))[0] != "completed")
+        self.add(section, "  upload -> completed", completed)
+        accepted = max(len(sent), 1)
+        per_upload = {k: v / accepted * 1000 for k, v in meter.seconds.items()}
+        line = (
+            f"  {'':34} CPU ms per accepted upload: "
+            + " ".join(f"{k} {v:.1f}" for k, v in per_upload.items())
+            + f" (api+worker {per_upload['api'] + per_upload['worker']:.1f})"
+        )
+        section.lines.append(line)
+        self.out(line)
+        self.results.metrics.update(
+            {
+                "uploads/s": fig.rps,
+                "upload p50 ms": fig.p50_ms,
+                "upload p99 ms": fig.p99_ms,
+                "completed p50 ms": completed.p50_ms,
+                "completed p99 ms": completed.p99_ms,
+                "api cpu ms/upload": per_upload["api"],
+                "worker cpu ms/upload": per_upload["worker"],
+                "api+worker cpu ms/upload": per_upload["api"] + per_upload["worker"],
+                **{
+                    f"{k} cpu ms/upload": v
+                    for k, v in per_upload.items()
+                    if k not in ("api", "worker")
+                },
+            }
+        )
 
     # --- scenario 3: dashboard session -------------------------------------------------
 

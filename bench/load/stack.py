@@ -94,6 +94,9 @@ class StackConfig:
     worker_args: list[str] = field(default_factory=list)
     #: Keep the logs folder when the run fails (printed).
     keep_logs_on_failure: bool = True
+    #: The checkout whose code the stack's processes run (another commit's `git worktree`
+    #: for a baseline); None = this one.
+    project_dir: Path | None = None
 
 
 @dataclass
@@ -138,6 +141,7 @@ class Stack:
         self.worker_hostname = ""
         self.worker_concurrency = 0
         self.failed = False
+        self.project_dir = config.project_dir or PROJECT_DIR
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -194,6 +198,11 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **cfg.env,
         }
+        if cfg.project_dir is not None:
+            # Its `app` before the one installed (editable) from this checkout.
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(cfg.project_dir), *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
         # The suite's TEST_* variables must not leak into the stack's processes.
         for key in ("TEST_DATABASE_URL", "TEST_REDIS_URL"):
             env.pop(key, None)
@@ -345,7 +354,7 @@ class Stack:
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 argv,
-                cwd=PROJECT_DIR,
+                cwd=self.project_dir,
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -378,7 +387,7 @@ class Stack:
     def _migrate(self) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "app", "migrate"],
-            cwd=PROJECT_DIR,
+            cwd=self.project_dir,
             env=self.env(),
             capture_output=True,
             text=True,

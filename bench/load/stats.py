@@ -171,6 +171,8 @@ class CpuMeter:
         self.per_process = set(per_process)
         self._start: dict[tuple[str, int], float] = {}
         self._t0 = 0.0
+        #: CPU seconds per group between start() and stop() (set by stop()).
+        self.seconds: dict[str, float] = {}
 
     def _sample(self) -> dict[tuple[str, int], float]:
         out = {}
@@ -188,9 +190,12 @@ class CpuMeter:
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         end = self._sample()
         totals: dict[str, float] = dict.fromkeys(self.groups, 0.0)
+        self.seconds = dict.fromkeys(self.groups, 0.0)
         detail: dict[str, list[float]] = {}
         for (name, pid), seconds in end.items():
-            used = max(0.0, seconds - self._start.get((name, pid), seconds)) / elapsed
+            spent = max(0.0, seconds - self._start.get((name, pid), seconds))
+            self.seconds[name] += spent
+            used = spent / elapsed
             totals[name] += used
             if name in self.per_process and used > 0.005:
                 detail.setdefault(name, []).append(used)

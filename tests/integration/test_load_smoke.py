@@ -1,7 +1,7 @@
-"""Smoke test of the load tool (`python -m bench.load`): every scenario at tiny sizes against
-a stack of real processes (the API server with 2 workers, a Celery worker restarted with 1 then 2
-processes, the simulator), asserting correctness only, never timings: no errors, no 5xx,
-every upload completed exactly once, every payment confirmed once.
+"""Smoke test of the load tool (`python -m bench.load`): every scenario (uploads-plain too) at
+tiny sizes against a stack of real processes (the API server with 2 workers, a Celery worker
+restarted with 1 then 2 processes, the simulator), asserting correctness only, never timings:
+no errors, no 5xx, every upload completed exactly once, every payment confirmed once.
 
 With TEST_DATABASE_URL and TEST_REDIS_URL set, the stack uses a database of its own next to
 the suite's (`<name>_load`, dropped afterwards) and the suite's Redis database (only the keys
@@ -54,9 +54,15 @@ def test_every_scenario_runs_without_errors_and_loses_no_job() -> None:
     assert results.errors == 0, report
     assert results.status_5xx == 0, report
     titles = [section.title for section in results.sections]
-    assert [t.split(".")[0] for t in titles] == ["1", "2", "3", "4"], titles
+    assert [t.split(".")[0] for t in titles] == ["1", "2", "3", "4", "5"], titles
     for _label, fig in (row for section in results.sections for row in section.rows):
         assert fig.requests > 0, report
+
+    plain = results.metrics
+    assert plain["uploads/s"] > 0, report
+    assert plain["api cpu ms/upload"] > 0, report
+    assert plain["worker cpu ms/upload"] > 0, report
+    assert plain["completed p50 ms"] > 0, report
 
     check = results.check
     assert check["uploads_made"] > 0, report

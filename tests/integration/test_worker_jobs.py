@@ -332,3 +332,45 @@ async def test_a_job_that_keeps_dying_is_given_up(
     done = await row(db, upload_id)
     assert done.status == UploadStatus.FAILED
     assert "gave up" in (done.error or "")
+
+
+async def test_the_api_publishes_what_send_task_would(app: Any, settings: Settings) -> None:
+    """With a Redis broker the API publishes a job with one LPUSH from its event loop
+    (app.services.jobs): the message is the one `send_task` writes, but for its ids. (The
+    tests above then show a real worker runs such jobs, with the request id.)"""
+    if not settings.broker_url.startswith("redis"):
+        pytest.skip("the direct path is for a Redis broker")
+    import json
+
+    import redis
+
+    from app.logging import set_request_id
+    from app.services import jobs
+
+    assert jobs._broker is app.state.broker_redis is not None
+    queue = jobs.direct_queue()
+    assert queue == "celery"
+
+    def without_ids(value: Any) -> Any:
+        ids = {"id", "root_id", "correlation_id", "delivery_tag", "reply_to", "origin"}
+        if isinstance(value, dict):
+            return {k: without_ids(v) for k, v in value.items() if k not in ids}
+        return value
+
+    probe = redis.Redis.from_url(settings.broker_url)
+    # A task registered here (its time limits go in the message) and one that is not.
+    for name, limits in (("wordcount.count_words", [360, 300]), ("tests.elsewhere", None)):
+        try:
+            set_request_id("compare-42")
+            celery_app.send_task(name, args=[123456789])
+            by_celery = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
+            await jobs.publish_async(name, 123456789)
+            direct = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
+        finally:
+            set_request_id(None)
+        assert without_ids(direct) == without_ids(by_celery)
+        assert direct["headers"]["timelimit"] == (limits or [None, None])
+        assert direct["headers"]["request_id"] == "compare-42"
+        assert direct["headers"]["id"] == direct["headers"]["root_id"]
+        assert direct["headers"]["id"] == direct["properties"]["correlation_id"]
+    probe.close()
