@@ -358,7 +358,9 @@ async def test_the_api_publishes_what_send_task_would(app: Any, settings: Settin
         return value
 
     probe = redis.Redis.from_url(settings.broker_url)
-    # A task registered here (its time limits go in the message) and one that is not.
+    # A task registered here (its time limits go in the message) and one that is not. The
+    # registry is filled when the app is finalised (whichever test did that first).
+    assert celery_app.tasks["wordcount.count_words"].time_limit == 360
     for name, limits in (("wordcount.count_words", [360, 300]), ("tests.elsewhere", None)):
         try:
             set_request_id("compare-42")
