@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.processes import ChildExited, ChildProcess
 from app.serve import ServeOptions
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -99,28 +100,6 @@ class StackConfig:
     project_dir: Path | None = None
 
 
-@dataclass
-class Process:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text_ = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text_.splitlines()[-lines:])
-
-
 class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -129,7 +108,7 @@ class Stack:
         self.logs = self.workdir / "logs"
         self.media_root.mkdir()
         self.logs.mkdir()
-        self.processes: dict[str, Process] = {}
+        self.processes: dict[str, ChildProcess] = {}
         self.api_port = free_port()
         self.sim_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
@@ -349,20 +328,11 @@ class Stack:
 
     # --- processes -----------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
-        log_path = self.logs / f"{name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=self.project_dir,
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # Own process group: Ctrl-C reaches only the bench, which stops each group.
-                start_new_session=True,
-            )
-        process = Process(name, argv, proc, log_path)
+    def _spawn(self, name: str, argv: list[str]) -> ChildProcess:
+        # Own process group (app.processes): Ctrl-C reaches only the bench, which stops each.
+        process = ChildProcess(
+            name, argv, log_path=self.logs / f"{name}.log", env=self.env(), cwd=self.project_dir
+        ).start()
         self.processes[name] = process
         return process
 
@@ -372,17 +342,8 @@ class Stack:
         Celery warm shutdown that dawdles (seconds, on the filesystem broker) is cut short
         without losing anything."""
         process = self.processes.pop(name, None)
-        if process is None:
-            return
-        if process.alive():
-            with contextlib.suppress(ProcessLookupError):
-                process.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.proc.wait(timeout=timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.proc.wait(timeout=10)
+        if process is not None:
+            process.stop(grace=timeout)
 
     def _migrate(self) -> None:
         result = subprocess.run(
@@ -397,18 +358,17 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"migration failed:\n{result.stdout}\n{result.stderr}")
 
-    def _wait_http(self, process: Process, url: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not process.alive():
-                raise StackError(f"{process.name} exited early:\n{process.log_tail()}")
+    def _wait_http(self, process: ChildProcess, url: str, timeout: float = 60.0) -> None:
+        def answers() -> bool:
             try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
+                return httpx.get(url, timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise StackError(f"{process.name} did not answer {url} in {timeout}s")
+                return False
+
+        try:
+            process.wait_until(answers, timeout=timeout, what=f"to answer {url}")
+        except (ChildExited, TimeoutError) as exc:
+            raise StackError(str(exc)) from exc
 
     def start_simulator(self) -> None:
         proc = self._spawn(
@@ -438,7 +398,7 @@ class Stack:
 
     def start_worker(self, concurrency: int) -> None:
         current = self.processes.get("worker")
-        if current is not None and current.alive() and self.worker_concurrency == concurrency:
+        if current is not None and current.running and self.worker_concurrency == concurrency:
             return
         self.stop("worker")
         self.worker_hostname = f"load-{uuid.uuid4().hex[:8]}@localhost"
@@ -463,26 +423,26 @@ class Stack:
         self.worker_concurrency = concurrency
         self._wait_worker(proc, concurrency)
 
-    def _wait_worker(self, process: Process, concurrency: int, timeout: float = 90.0) -> None:
+    def _wait_worker(self, process: ChildProcess, concurrency: int, timeout: float = 90.0) -> None:
         """Started once its pool processes exist. Whether it consumes is proven by the first
         uploads, which every scenario waits for (a `celery inspect ping` would cost seconds
         of interpreter start-up per try)."""
         from bench.load.stats import descendants
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not process.alive():
-                raise StackError(f"worker exited early:\n{process.log_tail()}")
-            if len(descendants(process.pid)) > concurrency:
-                time.sleep(0.5)  # the consumer connects right after forking the pool
-                return
-            time.sleep(0.1)
-        raise StackError(f"the worker did not start its pool in {timeout}s")
+        try:
+            process.wait_until(
+                lambda: len(descendants(process.pid)) > concurrency,
+                timeout=timeout,
+                what="to start its pool",
+            )
+        except (ChildExited, TimeoutError) as exc:
+            raise StackError(str(exc)) from exc
+        time.sleep(0.5)  # the consumer connects right after forking the pool
 
     def check_alive(self) -> None:
         for process in self.processes.values():
-            if not process.alive():
-                raise StackError(f"{process.name} died:\n{process.log_tail()}")
+            if not process.running:
+                raise StackError(f"{process.name} died:\n{process.tail()}")
 
     def pids(self, name: str) -> list[int]:
         from bench.load.stats import descendants
