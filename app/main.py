@@ -92,7 +92,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             feed.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feed
-        jobs.use_redis_broker(None)
+        jobs.stop_using_redis_broker(broker_redis)
         for client in {id(c): c for c in (shared_redis, broker_redis, feed_redis) if c}.values():
             await client.aclose()
         await app.state.http.aclose()

@@ -77,6 +77,14 @@ def use_redis_broker(client: Redis | None) -> None:
     _queue = queue or _queue
 
 
+def stop_using_redis_broker(client: Redis | None) -> None:
+    """An app shutting down gives up its client, and only its own (another app of the same
+    process, as in the tests, keeps publishing through its one)."""
+    global _broker
+    if client is not None and _broker is client:
+        _broker = None
+
+
 #: Execution options of a task registered in this process that the direct path writes as
 #: `send_task` does (it takes them from the registry); any other one sends by `send_task`.
 _DIRECT_OPTIONS = {"time_limit", "soft_time_limit", "serializer", "delivery_mode"}

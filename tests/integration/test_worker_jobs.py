@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.main import create_app
 from app.models import ActivityLog, FileUpload, UploadStatus
 from app.services import blobstore, uploads
 from app.tasks.celery_app import celery_app
@@ -347,7 +348,12 @@ async def test_the_api_publishes_what_send_task_would(app: Any, settings: Settin
     from app.logging import set_request_id
     from app.services import jobs
 
-    assert jobs._broker is app.state.broker_redis is not None
+    # The app's lifespan hands its broker client to the publisher, and takes it back.
+    other = create_app(settings)
+    async with other.router.lifespan_context(other):
+        assert jobs._broker is other.state.broker_redis is not None
+    assert jobs._broker is None
+    jobs.use_redis_broker(app.state.broker_redis)  # the suite's app publishes directly again
     queue = jobs.direct_queue()
     assert queue == "celery"
 
