@@ -118,10 +118,6 @@ class Storage(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _relative_key(user_id: int, ext: str) -> str:
-    return f"{user_id}/{uuid.uuid4().hex}{ext}"
-
-
 # --- local ---------------------------------------------------------------------------------
 
 
@@ -139,7 +135,7 @@ class LocalStorage:
         return media.resolve(self.root, key)
 
     def new_key(self, user_id: int, ext: str) -> str:
-        return _relative_key(user_id, ext)
+        return media.new_relative_path(user_id, ext)
 
     async def put(self, temp_path: Path, key: str) -> None:
         try:
@@ -326,7 +322,7 @@ class S3Storage:
         return self._client
 
     def new_key(self, user_id: int, ext: str) -> str:
-        return self.prefix + _relative_key(user_id, ext)
+        return self.prefix + media.new_relative_path(user_id, ext)
 
     async def put(self, temp_path: Path, key: str) -> None:
         size = (await to_thread.run_sync(temp_path.stat)).st_size
