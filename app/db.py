@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -131,3 +132,19 @@ async def session_scope(
             yield session
         finally:
             await uow.rollback(session)
+
+
+@contextlib.asynccontextmanager
+async def bare_connection(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A connection for a few statements without an ORM session (which costs more than one
+    SELECT), from what the sessionmaker's sessions use. Sessions bound to a connection (a
+    caller's own transaction, as the tests bind them) share that connection."""
+    bind = sessionmaker.kw["bind"]
+    if isinstance(bind, AsyncConnection):
+        yield bind
+        return
+    engine: AsyncEngine = bind
+    async with engine.connect() as connection:
+        yield connection

@@ -41,10 +41,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import uow
 from app.config import Settings
+from app.db import bare_connection
 from app.errors import AppError, NotFound, StorageUnavailable, UnsupportedFileType
 from app.models import Action, FileUpload, UploadStatus, User
 from app.services import (
@@ -148,8 +149,7 @@ async def _admit(
     uow.on_rollback(session, slot.release)
     # A bare pooled connection, given back before the body arrives (an ORM session around
     # one SELECT cost more than the SELECT).
-    engine: AsyncEngine = intake.sessionmaker.kw["bind"]
-    async with engine.connect() as check:
+    async with bare_connection(intake.sessionmaker) as check:
         right = await entitlement.check_upload_right(check, user_id, settings)
     return slot, right
 
