@@ -474,15 +474,17 @@ class ReadOnlyView(ModelView):
                 stmt = stmt.where(pk < last)
             async with self.session_maker(expire_on_commit=False) as session:
                 batch = list((await session.execute(stmt)).scalars().all())
-                if not batch:
-                    return
-                yield [
+                cells = [
                     [
                         self.export_cell(await self.get_prop_value(row, name))
                         for name in self._export_prop_names
                     ]
                     for row in batch
                 ]
+            if not batch:
+                return
+            # Sent after the session is closed: a slow reader holds no connection.
+            yield cells
             last = getattr(batch[-1], pk.key)
             sent += len(batch)
 
@@ -695,5 +697,7 @@ def mount_admin(app: FastAPI, settings: Settings) -> Admin:
     )
     auth.templates = admin.templates
     for view in VIEWS:
-        admin.add_view(view)
+        # sqladmin sets the sessionmaker on the view's class: each app gets classes of its
+        # own, or a second app in the process (as in the tests) would take over the first's.
+        admin.add_view(type(view.__name__, (view,), {}))
     return admin

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,3 +69,21 @@ async def test_export_is_read_in_batches_and_capped(
     assert lines[0] == "id,user,action,metadata_,timestamp"
     assert [int(line.split(",")[0]) for line in lines[1:]] == newest[:25]
     assert batches == [10, 10, 5]
+
+
+@pytest.mark.committed  # counts the app's own pool, which a rolled-back test does not use
+async def test_a_batch_is_sent_with_no_connection_held(
+    app: FastAPI, user_factory: UserFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that stops reading the export holds no database connection meanwhile."""
+    await user_factory.create(username="reader")
+    view = admin.UserAdmin()
+    view.session_maker = app.state.sessionmaker
+    pool = app.state.engine.pool
+    rows = view.export_rows()
+    try:
+        first = await anext(rows)
+        assert [row[view._export_prop_names.index("username")] for row in first] == ["reader"]
+        assert pool.checkedout() == 0
+    finally:
+        await rows.aclose()
