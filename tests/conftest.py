@@ -40,7 +40,7 @@ if S3_SERVER is not None:
 from fastapi import FastAPI  # noqa: E402
 from httpx import ASGITransport, AsyncClient  # noqa: E402
 from sqlalchemy import delete  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
 from app.config import Settings, get_settings  # noqa: E402
 from app.db import create_engine, create_sessionmaker  # noqa: E402
@@ -131,23 +131,78 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-@pytest.fixture
-async def clean_state(
-    db: async_sessionmaker[AsyncSession], settings: Settings
-) -> AsyncIterator[None]:
-    """Empty tables, media folder and login counters after the test (integration tests
-    use it through their conftest)."""
-    yield
-    async with db() as session:
-        for model in (ActivityLog, FileUpload, PaymentTransaction, RevokedSession, User):
-            await session.execute(delete(model))
-        await session.commit()
+@pytest.fixture(scope="session")
+def committed() -> None:
+    """Requested by what reads the database from outside the test's own connection (a worker,
+    an API server, the browser's live server, concurrent sessions): such a test runs on
+    committed data, and `clean_state` empties the tables after it instead of `rolled_back`."""
+
+
+async def _forget_outside_database(settings: Settings) -> None:
+    """What a test leaves beside the rows: login counters, cached file pages, stored files."""
     await support.clear_throttle(settings)
     await support.forget_file_pages(settings)
     clear_stored(settings)
     if settings.media_root.exists():
         for child in settings.media_root.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+@pytest.fixture
+async def clean_state(
+    db: async_sessionmaker[AsyncSession], settings: Settings
+) -> AsyncIterator[None]:
+    """Empty tables, media folder and login counters after a test on committed data."""
+    yield
+    async with db() as session:
+        for model in (ActivityLog, FileUpload, PaymentTransaction, RevokedSession, User):
+            await session.execute(delete(model))
+        await session.commit()
+    await _forget_outside_database(settings)
+
+
+@pytest.fixture(scope="session")
+async def outer_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """Where `rolled_back` opens each test's transaction (SQLite with real SAVEPOINTs)."""
+    engine = support.savepoint_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def rolled_back(
+    app: FastAPI,
+    db: async_sessionmaker[AsyncSession],
+    outer_engine: AsyncEngine,
+    settings: Settings,
+) -> AsyncIterator[None]:
+    """The test in one transaction, rolled back after it: the app's sessions and the test's
+    own are bound to one connection, each joining its transaction as a SAVEPOINT (a commit
+    releases it, a rollback returns to it), as SQLAlchemy's "joining a session into an
+    external transaction" describes. Nothing is deleted afterwards; a test that needs the
+    rows committed requests `committed`."""
+    makers = (app.state.sessionmaker, db)
+    saved = [dict(maker.kw) for maker in makers]
+    async with outer_engine.connect() as connection:
+        outer = await connection.begin()
+        overlaps = support.watch_shared_connection(connection)
+        for maker in makers:
+            maker.configure(bind=connection, join_transaction_mode="create_savepoint")
+        try:
+            yield
+        finally:
+            for maker, kw in zip(makers, saved, strict=True):
+                maker.kw = kw
+            if overlaps:  # the driver's state is not to be trusted: close, don't reuse
+                await connection.invalidate()
+            else:
+                await outer.rollback()
+    await _forget_outside_database(settings)
+    if overlaps:
+        pytest.fail(
+            f"sessions overlapped on the test's one connection ({overlaps[0]}): a test that "
+            "runs requests or sessions concurrently needs committed data (request `committed`)"
+        )
 
 
 @pytest.fixture
@@ -174,8 +229,10 @@ def override_settings(app: FastAPI) -> Iterator[support.SettingsOverride]:
 
 
 @pytest.fixture
-async def user_factory(client: AsyncClient) -> support.UserFactory:
-    return support.UserFactory(client)
+async def user_factory(
+    client: AsyncClient, db: async_sessionmaker[AsyncSession], settings: Settings
+) -> support.UserFactory:
+    return support.UserFactory(client, db, settings)
 
 
 @pytest.fixture
@@ -195,7 +252,7 @@ async def paid(
 
 @pytest.fixture
 def celery_worker(
-    migrated_database: str, run_dir: Path, object_storage: WeedServer | None
+    committed: None, migrated_database: str, run_dir: Path, object_storage: WeedServer | None
 ) -> Iterator[CeleryWorker]:
     """A real worker process on the test broker, ready before the test starts."""
     worker = CeleryWorker(run_dir)

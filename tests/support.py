@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import socket
@@ -134,6 +135,82 @@ def alembic(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+#: Where watch_shared_connection leaves what the engine calls when a statement fails.
+_STATEMENT_FAILED = "tests.statement_failed"
+
+
+def savepoint_engine(settings: Any) -> Any:
+    """An engine on the test database whose transactions, SAVEPOINTs included, are the
+    database's own. MariaDB's already are; Python's sqlite3 driver begins a transaction
+    only before a write and lets a SAVEPOINT start (and its release commit) one, so on
+    SQLite the driver's handling is switched off and SQLAlchemy emits BEGIN itself (the
+    recipe of SQLAlchemy's SQLite dialect documentation)."""
+    from sqlalchemy import event
+
+    from app.db import create_engine
+
+    engine = create_engine(settings)
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _statement_failed(context: Any) -> None:
+        if context.connection is not None:
+            context.connection.info.get(_STATEMENT_FAILED, lambda: None)()
+
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _driver_leaves_transactions_alone(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def watch_shared_connection(connection: Any) -> list[str]:
+    """Misuse of a test's one shared connection, which must fail the test instead of
+    passing it by accident or hanging it. Sessions take SAVEPOINTs on it one inside the
+    other, so one must end before an outer one does; two at once (as `asyncio.gather` of two
+    requests makes) end them out of order, which MariaDB does not refuse (releasing the outer
+    one silently releases the inner one), and may send a statement while another is in
+    flight, which breaks the driver's protocol. The second is refused before it is sent."""
+    from sqlalchemy import event
+
+    open_names: list[str] = []
+    overlaps: list[str] = []
+    in_flight: list[str] = []
+
+    def before_cursor_execute(*args: Any) -> None:
+        statement: str = args[2]
+        if in_flight:
+            overlaps.append(f"{statement[:60]!r} sent while {in_flight[0][:60]!r} ran")
+            raise RuntimeError("two statements at once on the test's shared connection")
+        in_flight.append(statement)
+        words = statement.split()
+        if len(words) < 2 or "SAVEPOINT" not in words[:3]:
+            return
+        name = words[-1]
+        if words[0] == "SAVEPOINT":
+            open_names.append(name)
+        elif open_names and open_names[-1] == name:
+            open_names.pop()
+        else:
+            overlaps.append(f"{name} ended while {open_names[-1:]} was the innermost")
+            if name in open_names:
+                open_names.remove(name)
+
+    def done(*_args: Any) -> None:
+        in_flight.clear()
+
+    sync = connection.sync_connection
+    event.listen(sync, "before_cursor_execute", before_cursor_execute)
+    event.listen(sync, "after_cursor_execute", done)
+    sync.info[_STATEMENT_FAILED] = done  # see savepoint_engine
+    return overlaps
+
+
 def flush_redis(url: str) -> None:
     import redis
 
@@ -244,26 +321,77 @@ class Account:
 _counter = itertools.count(1)
 
 
+@functools.cache
+def password_hash(password: str) -> str:
+    """One argon2 hash per distinct password for the whole run."""
+    from app.security import hash_password_sync
+
+    return hash_password_sync(password)
+
+
 class UserFactory:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    """Accounts for tests. Given the test's sessions and settings, it writes what registering
+    and signing in would (the user, its `registered` and `login` activity rows) and mints the
+    token, skipping two argon2 computations and two requests per account; without them it
+    registers and signs in through `client`'s API (the auth tests, other processes)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        db: Any = None,
+        settings: Any = None,
+    ) -> None:
         self.client = client
+        self.db = db
+        self.settings = settings
 
     async def create(
         self, username: str | None = None, password: str = DEFAULT_PASSWORD, **extra: Any
     ) -> Account:
         username = username or f"user{next(_counter)}_{os.getpid()}"
-        resp = await self.client.post(
-            "/api/auth/register/", json={"username": username, "password": password, **extra}
-        )
-        assert resp.status_code == 201, resp.text
-        token = await self.login(username, password)
+        if self.db is None:
+            resp = await self.client.post(
+                "/api/auth/register/", json={"username": username, "password": password, **extra}
+            )
+            assert resp.status_code == 201, resp.text
+            user_id: int = resp.json()["id"]
+            token = await self.login(username, password)
+        else:
+            user_id, token = await self._mint(username, password, **extra)
         return Account(
-            id=resp.json()["id"],
+            id=user_id,
             username=username,
             password=password,
             token=token,
             headers={"Authorization": f"Bearer {token}"},
         )
+
+    async def _mint(
+        self, username: str, password: str, email: str | None = None
+    ) -> tuple[int, str]:
+        from app.models import Action, User
+        from app.services.activity import record_activity
+        from app.services.auth import issue_token
+        from app.usernames import canonical_username
+
+        username = username.strip()
+        async with self.db() as session:
+            user = User(
+                username=username,
+                username_canonical=canonical_username(username),
+                email=email,
+                hashed_password=password_hash(password),
+                is_active=True,
+                is_staff=False,
+                is_superuser=False,
+            )
+            session.add(user)
+            await session.flush()
+            record_activity(session, user_id=user.id, action=Action.REGISTERED)
+            record_activity(session, user_id=user.id, action=Action.LOGIN, address="127.0.0.1")
+            await session.commit()
+        token, _ = issue_token(user, self.settings)
+        return user.id, token
 
     async def login(self, username: str, password: str) -> str:
         resp = await self.client.post(

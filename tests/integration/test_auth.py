@@ -15,6 +15,12 @@ from app.models import ActivityLog, User
 from tests.support import DEFAULT_PASSWORD, TEST_SECRET_KEY, UserFactory, assert_error
 
 
+@pytest.fixture
+async def user_factory(client: AsyncClient) -> UserFactory:
+    """Here accounts are made as people make them: registered and signed in through the API."""
+    return UserFactory(client)
+
+
 async def test_register_returns_the_user_without_secrets(client: AsyncClient) -> None:
     resp = await client.post(
         "/api/auth/register/",
@@ -76,6 +82,7 @@ async def test_duplicate_username_is_409_regardless_of_case(
     assert_error(resp, 409, "username_taken")
 
 
+@pytest.mark.committed
 async def test_concurrent_registrations_of_one_name_create_one_user(
     client: AsyncClient, db: async_sessionmaker[AsyncSession]
 ) -> None:

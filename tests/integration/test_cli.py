@@ -5,12 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import User
 from tests.support import PROJECT_DIR, env_with
+
+# The commands are other processes: what they write is committed.
+pytestmark = pytest.mark.committed
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -223,6 +223,7 @@ async def test_many_huge_fields_are_stored_bounded(
 # --- one gateway question per transaction per 5 s -----------------------------------------
 
 
+@pytest.mark.committed
 async def test_repeated_callbacks_ask_the_gateway_once_per_interval(
     client: AsyncClient,
     user_factory: UserFactory,
@@ -279,7 +280,9 @@ async def test_repeated_callbacks_ask_the_gateway_once_per_interval(
 
 
 @pytest.fixture
-def api_server(run_dir: Path, simulator_url: str, migrated_database: str) -> Iterator[ApiServer]:
+def api_server(
+    committed: None, run_dir: Path, simulator_url: str, migrated_database: str
+) -> Iterator[ApiServer]:
     server = ApiServer(run_dir, env={"AAMARPAY_BASE_URL": simulator_url}, workers=2)
     server.start()
     try:
@@ -425,6 +428,7 @@ async def test_pending_payments_are_capped_per_person(
     assert await pending_of(db, attacker.id) == cap
 
 
+@pytest.mark.committed
 async def test_parallel_initiations_cannot_pass_the_cap(
     client: AsyncClient,
     user_factory: UserFactory,

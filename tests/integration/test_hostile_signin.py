@@ -42,7 +42,9 @@ GUESSES = 40
 
 
 @pytest.fixture
-def api(migrated_database: str, run_dir: Path, redis_url: str) -> Iterator[ApiServer]:
+def api(
+    committed: None, migrated_database: str, run_dir: Path, redis_url: str
+) -> Iterator[ApiServer]:
     # Counters in memory are per process, so without Redis one process keeps one count.
     server = ApiServer(run_dir, workers=2 if redis_url else 1)
     server.start()
@@ -139,6 +141,7 @@ async def test_parallel_guesses_from_one_address_are_capped_per_address(
     assert other_login.status_code == 200, other_login.text
 
 
+@pytest.mark.committed
 async def test_password_checks_counted_in_process(
     client: AsyncClient, user_factory: UserFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,6 +217,7 @@ async def test_distinct_names_in_other_scripts_still_register(client: AsyncClien
         assert resp.status_code == 201, resp.text
 
 
+@pytest.mark.committed  # the command is another process
 async def test_create_user_refuses_a_lookalike_name(user_factory: UserFactory) -> None:
     await user_factory.create("opsboss")
     result = run_cli("create-user", "--username", "OPSBOSS ", "--password", "a strong password")

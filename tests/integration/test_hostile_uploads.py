@@ -55,7 +55,9 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def stall_api(migrated_database: str, run_dir: Path, simulator_url: str) -> Iterator[ApiServer]:
+def stall_api(
+    committed: None, migrated_database: str, run_dir: Path, simulator_url: str
+) -> Iterator[ApiServer]:
     """An API process with a tiny pool and a long idle timeout (stalled bodies stay)."""
     server = ApiServer(
         run_dir,
@@ -75,7 +77,7 @@ def stall_api(migrated_database: str, run_dir: Path, simulator_url: str) -> Iter
 
 
 @pytest.fixture(scope="module")
-def quick_api(migrated_database: str, run_dir: Path) -> Iterator[ApiServer]:
+def quick_api(committed: None, migrated_database: str, run_dir: Path) -> Iterator[ApiServer]:
     """Another API process (same database and Redis) that drops a body idle for 1 s."""
     server = ApiServer(
         run_dir,

@@ -84,6 +84,7 @@ async def test_an_ipn_confirms_a_payment_whose_browser_never_came_back(
     assert await count_actions(db, user.id, "payment_succeeded") == 1
 
 
+@pytest.mark.committed
 async def test_twenty_parallel_ipns_and_a_browser_return_make_one_transition(
     client: AsyncClient, user: Account, simulator: SimulatorControl, db: Sessions
 ) -> None:
@@ -150,7 +151,7 @@ async def test_gateway_away_is_503_so_the_sender_tries_again(
 
 @pytest.fixture
 def stack(
-    run_dir: Path, simulator_url: str, smtp: SmtpServer, migrated_database: str
+    committed: None, run_dir: Path, simulator_url: str, smtp: SmtpServer, migrated_database: str
 ) -> Iterator[ApiServer]:
     celery_app.control.purge()
     api = ApiServer(run_dir, env={"AAMARPAY_BASE_URL": simulator_url})

@@ -352,6 +352,7 @@ async def test_gateway_id_of_another_users_payment_cannot_be_reused(
     assert (await me(client, alice))["can_upload"] is True
 
 
+@pytest.mark.committed
 async def test_twenty_concurrent_callbacks_make_one_success_and_one_log(
     client: AsyncClient, user: Account, simulator: SimulatorControl, db: Sessions
 ) -> None:
@@ -372,6 +373,7 @@ async def test_twenty_concurrent_callbacks_make_one_success_and_one_log(
     assert count == 1
 
 
+@pytest.mark.committed
 async def test_concurrent_callbacks_grant_credits_once(
     client: AsyncClient,
     user: Account,
@@ -594,6 +596,7 @@ async def test_success_after_cancel_does_not_revive_an_unpaid_order(
 
 
 @pytest.mark.parametrize("returned", ["cancel", "fail"])
+@pytest.mark.committed
 async def test_an_unsigned_cancel_or_fail_cannot_block_a_paid_order(
     client: AsyncClient,
     user: Account,
@@ -673,6 +676,7 @@ async def test_each_payment_buys_n_uploads(
     assert (info["can_upload"], info["uploads_remaining"]) == (True, 4)
 
 
+@pytest.mark.committed
 async def test_two_parallel_consumers_cannot_spend_one_credit(
     client: AsyncClient,
     user: Account,

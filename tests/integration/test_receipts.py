@@ -106,6 +106,7 @@ async def test_the_receipt_says_what_was_paid_and_goes_out_once(
     assert await receipt_rows(db, payment_id) == 1
 
 
+@pytest.mark.committed
 async def test_concurrent_jobs_send_one_receipt(
     db: Sessions, settings: Settings, smtp: SmtpServer
 ) -> None:

@@ -104,8 +104,8 @@ async def check(
 
 
 @pytest.fixture
-async def scaled(settings: Any, db: Sessions) -> None:
-    """The data; the integration suite's clean-up empties the tables after each test."""
+async def scaled(committed: None, settings: Any, db: Sessions) -> None:
+    """The data, committed by another connection; the tables are emptied after each test."""
     await scale.seed(settings.database_url, scale.Shape().scaled(SCALE), say=lambda _: None)
 
 

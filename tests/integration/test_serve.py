@@ -76,7 +76,7 @@ def listeners(server: ApiServer) -> dict[int, int]:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[ApiServer]:
+def api(committed: None, tmp_path: Path) -> Iterator[ApiServer]:
     server = ApiServer(tmp_path, workers=2)
     server.start()
     try:

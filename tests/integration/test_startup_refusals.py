@@ -140,8 +140,11 @@ def test_check_names_the_refusal(env: dict[str, str], refusal: str) -> None:
 
 
 @pytest.fixture
-async def development_app(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FastAPI]:
-    """The app as `make run` starts it: development, no SECRET_KEY set (test database)."""
+async def development_app(
+    committed: None, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[FastAPI]:
+    """The app as `make run` starts it: development, no SECRET_KEY set (test database; its
+    own engine, so the test's rows are committed)."""
     monkeypatch.delenv("SECRET_KEY", raising=False)
     monkeypatch.setenv("ENVIRONMENT", "development")
     application = create_app(Settings(_env_file=None))  # type: ignore[call-arg]

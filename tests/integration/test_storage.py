@@ -164,7 +164,7 @@ def s3_env(own_s3: WeedServer) -> dict[str, str]:
 
 @pytest.fixture
 async def s3_app(
-    settings: Settings, s3_env: dict[str, str], tmp_path: Path, own_s3: WeedServer
+    committed: None, settings: Settings, s3_env: dict[str, str], tmp_path: Path, own_s3: WeedServer
 ) -> AsyncIterator[FastAPI]:
     api_media = tmp_path / "api-media"
     changes = {key.lower(): value for key, value in s3_env.items()}

@@ -317,6 +317,7 @@ async def test_client_names_never_reach_the_disk(
     assert re.fullmatch(r"[0-9a-f]{32}\.txt", stored.rpartition("/")[2])
 
 
+@pytest.mark.committed
 async def test_one_credit_cannot_pay_for_two_parallel_uploads(
     client: AsyncClient,
     user_factory: UserFactory,
