@@ -11,6 +11,7 @@ The client's file name is never used on disk; it is kept (sanitised) for display
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -91,13 +92,21 @@ def new_relative_path(user_id: int, ext: str) -> str:
     return f"{user_id}/{uuid.uuid4().hex}{ext}"
 
 
+@functools.lru_cache(maxsize=16)
+def _real_root(media_root: Path) -> str:
+    """MEDIA_ROOT with its symbolic links resolved, once per process (resolving it again
+    for every file cost more than the rest of a small file's read)."""
+    return os.path.join(os.path.realpath(media_root), "")
+
+
 def resolve(media_root: Path, relative: str) -> Path:
-    """Absolute path of a stored file, refusing anything that escapes MEDIA_ROOT."""
-    root = media_root.resolve()
-    path = (root / relative).resolve()
-    if root not in path.parents:
+    """Absolute path of a stored file, refusing anything that escapes MEDIA_ROOT (by `..`
+    or a symbolic link)."""
+    root = _real_root(media_root)
+    path = os.path.realpath(os.path.join(root, relative))
+    if not path.startswith(root) or len(path) == len(root):
         raise ValueError(f"path {relative!r} is outside the media root")
-    return path
+    return Path(path)
 
 
 def discard(path: Path | None) -> None:
