@@ -1,7 +1,8 @@
 """Unit of work: side effects that belong to a database transaction.
 
 A service that changes data registers what must happen because of the change, on the session
-it was given, and returns; it never commits. The caller (a router or a task) ends the
+it was given (an AsyncSession, or on the hottest paths an app.fastdb Work: one connection
+without an ORM session), and returns; it never commits. The caller (a router or a task) ends the
 transaction with `commit()` or `rollback()`, which run what was registered:
 
 - `after_commit(session, effect)`: runs only once the commit has succeeded (enqueue a job,

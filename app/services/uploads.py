@@ -2,19 +2,20 @@
 and the steps of the word-count job (run by app/tasks/wordcount.py, which owns its commits).
 
 Receiving an upload (`receive`), in order: one of the person's upload slots is taken (429);
-the upload right is checked in a short session of its own, so no pooled connection is held
-while the body arrives (402); the body is streamed to a temporary file with the size limit
-enforced on the way (413) and an idle timeout (408); the type is checked by extension and by
-content (415); the file is stored under a generated key (app/services/blobstore.py: renamed
-into MEDIA_ROOT, or put into the bucket; 503 when the storage is away); then the caller's
-transaction spends the upload credit and adds the row and its `file_uploaded` activity.
+the upload right is checked on a pooled connection given back at once, so none is held while
+the body arrives (402); the body is streamed with the size limit enforced on the way (413) and
+an idle timeout (408), into memory up to one write batch, else into a temporary file; the type
+is checked by extension and by content (415); the file is stored under a generated key
+(app/services/blobstore.py: written or renamed into MEDIA_ROOT, or put into the bucket; 503
+when the storage is away); then the caller's transaction (a session, or the API's app.fastdb
+Work) spends the upload credit and adds the row and its `file_uploaded` activity.
 
 Everything that must follow is registered on the unit of work (app/uow.py), not sequenced by
-the caller: if the transaction does not commit, the stored file or object is deleted; once it
-has, the
-person's file-list pages are dropped everywhere and the word-count job is enqueued (if the
-broker cannot take it, the row is marked so the periodic job sends it at its next run). The
-slot is given back either way.
+the caller: if the transaction does not commit, the stored file or object is deleted and the
+slot given back; once it has, the person's file-list pages are dropped everywhere (the slot
+given back in the same Redis round trip) and the word-count job is enqueued, carrying the
+row's fields (JOB_ROW_HEADER; if the broker cannot take it, the row is marked so the periodic
+job sends it at its next run).
 """
 
 from __future__ import annotations
