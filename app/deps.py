@@ -104,6 +104,16 @@ def _request_token(request: Request, bearer: str | None) -> tuple[str, bool]:
     return token, True
 
 
+def _api_token(request: Request, settings: Settings, bearer: str | None) -> TokenPayload:
+    token, from_cookie = _request_token(request, bearer)
+    payload = decode_access_token(token, secret_key=settings.secret_key)
+    if payload is None:
+        raise InvalidToken()
+    if from_cookie and request.method not in csrf.SAFE_METHODS:
+        csrf.check(request, settings, None)
+    return payload
+
+
 async def get_api_token(
     request: Request,
     settings: SettingsDep,
@@ -113,13 +123,7 @@ async def get_api_token(
     dashboard's script), whose state-changing requests must carry the CSRF token
     (`X-CSRF-Token`). The signature and expiry are checked here; that the user is active and
     the browser session not signed out, by what builds on it (`CurrentUser`, `TokenUserId`)."""
-    token, from_cookie = _request_token(request, bearer)
-    payload = decode_access_token(token, secret_key=settings.secret_key)
-    if payload is None:
-        raise InvalidToken()
-    if from_cookie and request.method not in csrf.SAFE_METHODS:
-        csrf.check(request, settings, None)
-    return payload
+    return _api_token(request, settings, bearer)
 
 
 ApiToken = Annotated[TokenPayload, Depends(get_api_token)]
@@ -140,10 +144,15 @@ async def get_current_user(token: ApiToken, session: SessionDep) -> User:
     return await user_from_payload(session, token)
 
 
-async def get_token_user_id(request: Request, token: ApiToken) -> int:
+async def get_token_user_id(
+    request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]
+) -> int:
     """The id the token names, without loading the user: for hot routes whose own first
     query checks, in the same round trip, that this user still exists and is active (then
-    answering InvalidToken as CurrentUser does): the file list, the upload's right check."""
+    answering InvalidToken as CurrentUser does): the file list, the upload's right check.
+    `get_api_token`'s checks in this one dependency (each dependency FastAPI resolves costs
+    more than the check it runs)."""
+    token = _api_token(request, request.app.state.settings, bearer)
     if await signed_out(request, token):
         raise InvalidToken()
     return token.user_id

@@ -1,7 +1,8 @@
 """Unit of work: side effects that belong to a database transaction.
 
 A service that changes data registers what must happen because of the change, on the session
-it was given, and returns; it never commits. The caller (a router or a task) ends the
+it was given (an AsyncSession, or on the hottest paths an app.fastdb Work: one connection
+without an ORM session), and returns; it never commits. The caller (a router or a task) ends the
 transaction with `commit()` or `rollback()`, which run what was registered:
 
 - `after_commit(session, effect)`: runs only once the commit has succeeded (enqueue a job,
@@ -29,11 +30,24 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
+
+
+class Transactional(Protocol):
+    """What a unit of work runs on: an AsyncSession, or app.fastdb's Work (one connection
+    without an ORM session)."""
+
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
 
 logger = logging.getLogger("app.uow")
 
@@ -44,19 +58,19 @@ _ON_ROLLBACK = "uow.on_rollback"
 _ERROR = "uow.error"
 
 
-def after_commit(session: AsyncSession, effect: Effect) -> None:
+def after_commit(session: Transactional, effect: Effect) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(effect)
 
 
-def on_rollback(session: AsyncSession, compensation: Effect) -> None:
+def on_rollback(session: Transactional, compensation: Effect) -> None:
     session.info.setdefault(_ON_ROLLBACK, []).append(compensation)
 
 
-def raise_after_commit(session: AsyncSession, error: BaseException) -> None:
+def raise_after_commit(session: Transactional, error: BaseException) -> None:
     session.info[_ERROR] = error
 
 
-def _take(session: AsyncSession) -> tuple[list[Effect], list[Effect], BaseException | None]:
+def _take(session: Transactional) -> tuple[list[Effect], list[Effect], BaseException | None]:
     return (
         session.info.pop(_AFTER_COMMIT, []),
         session.info.pop(_ON_ROLLBACK, []),
@@ -73,7 +87,7 @@ async def _run(effect: Effect, what: str) -> None:
         logger.exception(what, extra={"effect": getattr(effect, "__qualname__", repr(effect))})
 
 
-async def commit(session: AsyncSession) -> None:
+async def commit(session: Transactional) -> None:
     """Commit, then run the after-commit effects; compensate if the commit fails."""
     try:
         await session.commit()
@@ -87,7 +101,7 @@ async def commit(session: AsyncSession) -> None:
         raise error
 
 
-async def rollback(session: AsyncSession) -> None:
+async def rollback(session: Transactional) -> None:
     """Roll back, drop the after-commit effects and run the compensations."""
     _, compensations, _ = _take(session)
     try:

@@ -34,6 +34,7 @@ from app.errors import (
     UploadTimeout,
     responses,
 )
+from app.fastdb import unit_of_work
 from app.models import UploadStatus
 from app.schemas.common import Page
 from app.schemas.uploads import ActivityRead, FileUploadRead
@@ -83,18 +84,16 @@ UPLOAD_BODY = {
     ),
 )
 async def upload_file(
-    request: Request,
-    user_id: TokenUserId,
-    session: SessionDep,
-    intake: IntakeDep,
-    settings: SettingsDep,
+    request: Request, user_id: TokenUserId, intake: IntakeDep, settings: SettingsDep
 ) -> Response:
     """Upload a `.txt` or `.docx` file (multipart field `file`). Answers 202 at once with
     `status: "processing"`; a worker then counts the words."""
-    upload = await uploads.receive(
-        session, intake, upload_body(request), user_id=user_id, settings=settings
-    )
-    await uow.commit(session)
+    # One pooled connection, taken once the body is in, without an ORM session (app.fastdb).
+    async with unit_of_work(intake.sessionmaker) as work:
+        upload = await uploads.receive(
+            work, intake, upload_body(request), user_id=user_id, settings=settings
+        )
+        await uow.commit(work)
     # Serialised here: returning the model had FastAPI validate it a second time against
     # `response_model` (which stays, for the documentation) before serialising it.
     return Response(

@@ -7,6 +7,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Executable, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.fastdb import Work
 from app.models import Action, ActivityLog
 from app.services.pagination import newest_first
 
@@ -23,17 +24,19 @@ _INSERT = insert(cast(Table, ActivityLog.__table__))
 
 
 async def core_execute(
-    session: AsyncSession, statement: Executable, params: dict[str, Any]
+    session: AsyncSession | Work, statement: Executable, params: dict[str, Any]
 ) -> CursorResult[Any]:
     """A Core statement on the session's connection, inside its transaction: the session's
     own execute path (ORM compile state, bind lookup) cost a third more CPU than the
-    statement on the hot paths (the upload, the job)."""
+    statement on the hot paths (the upload, the job), which run on a Work (app.fastdb)."""
+    if isinstance(session, Work):
+        return await session.execute(statement, params)
     connection = await session.connection()
     return await connection.execute(statement, params)
 
 
 async def insert_activity(
-    session: AsyncSession, *, user_id: int, action: Action, **metadata: Any
+    session: AsyncSession | Work, *, user_id: int, action: Action, **metadata: Any
 ) -> None:
     """`record_activity` as one INSERT sent now (no ORM object, no flush): for the hot paths
     (an upload, its job), where the unit-of-work flush cost more CPU than the statement."""

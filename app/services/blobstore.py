@@ -42,6 +42,8 @@ logger = logging.getLogger("app.storage")
 
 #: Bytes read from a stored file or object at a time (the worker's .txt count, downloads).
 CHUNK = 1024 * 1024
+#: A local file up to this size is read on the event loop (`LocalStorage.stream`).
+INLINE_READ_BYTES = 256 * 1024
 #: Objects up to this size are sent with one PUT; larger ones as a multipart upload.
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 #: One part of a multipart upload (S3's minimum; also what the API holds in memory at once).
@@ -83,6 +85,11 @@ class Storage(Protocol):
     async def put(self, temp_path: Path, key: str) -> None:
         """Store a received temporary file under `key`; the temporary file is gone once this
         returns. On failure nothing is left under `key` (a multipart upload is aborted)."""
+        ...
+
+    async def put_bytes(self, data: bytes, key: str) -> None:
+        """Store a small body received in memory under `key` (nothing left under it on
+        failure)."""
         ...
 
     async def delete(self, key: str) -> None:
@@ -143,6 +150,12 @@ class LocalStorage:
         except OSError as exc:
             raise StorageUnavailable(f"cannot store {key}: {exc}") from exc
 
+    async def put_bytes(self, data: bytes, key: str) -> None:
+        try:
+            await media.store_bytes(data, self.root, key)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot store {key}: {exc}") from exc
+
     async def delete(self, key: str) -> None:
         media.discard(media.resolve(self.root, key))
 
@@ -152,6 +165,18 @@ class LocalStorage:
 
     async def stream(self, key: str) -> AsyncIterator[bytes]:
         path = self._path(key)
+        try:
+            # A small file is read where it is asked for (the worker, whose loop runs one
+            # job at a time): two hops to a worker thread cost more than reading it.
+            small = path.read_bytes() if path.stat().st_size <= INLINE_READ_BYTES else None
+        except FileNotFoundError as exc:
+            raise ObjectMissing(key) from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot read {key}: {exc}") from exc
+        if small is not None:
+            if small:
+                yield small
+            return
         try:
             fh = await to_thread.run_sync(path.open, "rb")
         except FileNotFoundError as exc:
@@ -327,14 +352,16 @@ class S3Storage:
     async def put(self, temp_path: Path, key: str) -> None:
         size = (await to_thread.run_sync(temp_path.stat)).st_size
         if size <= MULTIPART_THRESHOLD:
-            data = await to_thread.run_sync(temp_path.read_bytes)
-            with _translated(f"storing {key}"):
-                await self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=data, ContentLength=size
-                )
+            await self.put_bytes(await to_thread.run_sync(temp_path.read_bytes), key)
         else:
             await self._put_multipart(temp_path, key, size)
         media.discard(temp_path)
+
+    async def put_bytes(self, data: bytes, key: str) -> None:
+        with _translated(f"storing {key}"):
+            await self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentLength=len(data)
+            )
 
     async def _put_multipart(self, temp_path: Path, key: str, size: int) -> None:
         with _translated(f"storing {key}"):

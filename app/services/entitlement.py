@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.config import Settings
 from app.errors import InvalidToken, PaymentRequired
+from app.fastdb import Work
 from app.models import PaymentStatus, PaymentTransaction, User
 
 
@@ -106,7 +107,9 @@ def _right_statement(by_payment: bool) -> Select[bool, int, bool]:
 _RIGHT = {flag: _right_statement(flag) for flag in (False, True)}
 
 
-async def consume_upload(session: AsyncSession, right: UploadRight, settings: Settings) -> None:
+async def consume_upload(
+    session: AsyncSession | Work, right: UploadRight, settings: Settings
+) -> None:
     """Spend one upload inside the caller's transaction; raises PaymentRequired.
 
     The caller commits together with the upload row, so a rollback gives the credit back.

@@ -33,6 +33,7 @@ from functools import partial
 from typing import Final
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("app.filecache")
@@ -186,13 +187,24 @@ class FileChanges:
         self._redis = redis
         self._cache = cache
 
-    async def announce(self, user_id: int) -> None:
+    async def announce(
+        self, user_id: int, *, along: Callable[[Pipeline, Redis], object] | None = None
+    ) -> None:
+        """Drop this process's pages of `user_id` and PUBLISH the change. `along(pipeline,
+        redis)` may queue more commands to send in the same round trip (the upload slot's
+        release); the round trip is finished even if the caller is cancelled meanwhile."""
         if self._cache is not None:
             self._cache.drop(user_id)
         if self._redis is None:
             return
         try:
-            await self._redis.publish(CHANNEL, str(user_id))
+            if along is None:
+                await self._redis.publish(CHANNEL, str(user_id))
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            along(pipe, self._redis)
+            pipe.publish(CHANNEL, str(user_id))
+            await asyncio.shield(pipe.execute())
         except (RedisError, OSError):
             # Other processes keep their pages until they expire (file_list_cache_seconds).
             logger.warning("file_change_not_announced", extra={"user_id": user_id}, exc_info=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import io
 import os
 import re
 import zipfile
@@ -41,6 +42,12 @@ __all__ = [
 ]
 
 StrPath = str | os.PathLike[str]
+
+
+def _open(source: StrPath | bytes) -> BinaryIO:
+    """A file's content to read: the file at a path, or bytes already in memory."""
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+
 
 _CHUNK: Final = 1 << 20
 
@@ -125,13 +132,14 @@ def _check_decodes(stream: BinaryIO, name: str, codec: str) -> str:
             return name
 
 
-def check_txt(path: StrPath) -> str:
-    """Return the encoding ``path`` will be read with, or raise UnsupportedContentError.
+def check_txt(path: StrPath | bytes) -> str:
+    """Return the encoding ``path`` (or these bytes) will be read with, or raise
+    UnsupportedContentError.
 
     The name is one of "utf-8", "utf-8-sig", "utf-16", "utf-32" (the last three with a BOM)
     or "cp1252" (the single-byte fallback).
     """
-    with open(path, "rb") as stream:
+    with _open(path) as stream:
         head = stream.read(64)
         bom = detect_bom(head)
         if bom is not None:
@@ -325,15 +333,16 @@ def _check_document_part(archive: zipfile.ZipFile, parse_budget: int) -> None:
 
 
 def check_docx(
-    path: StrPath,
+    path: StrPath | bytes,
     *,
     max_uncompressed_bytes: int = 200 * 1024 * 1024,
     max_ratio: int = 100,
     parse_budget: int = DOCX_PARSE_BUDGET_BYTES,
 ) -> None:
-    """Raise UnsupportedContentError unless ``path`` looks like a sane Word document whose
-    main part the word count can read within ``parse_budget`` bytes of memory."""
-    with open(path, "rb") as stream:
+    """Raise UnsupportedContentError unless ``path`` (or these bytes) looks like a sane Word
+    document whose main part the word count can read within ``parse_budget`` bytes of
+    memory."""
+    with _open(path) as stream:
         if stream.read(4) != b"PK\x03\x04":
             raise UnsupportedContentError(f"{_NOT_WORD}: the file is not a zip archive")
         stream.seek(0)

@@ -29,11 +29,11 @@ from typing import Any
 
 from anyio import to_thread
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import uow
 from app.logging import get_request_id
 from app.tasks.celery_app import celery_app
+from app.uow import Transactional
 
 logger = logging.getLogger("app.jobs")
 
@@ -46,9 +46,10 @@ _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def publish(name: str, *args: Any) -> None:
-    """Publish one job now (blocking)."""
-    celery_app.send_task(name, args=list(args))
+def publish(name: str, *args: Any, headers: dict[str, Any] | None = None) -> None:
+    """Publish one job now (blocking). `headers`: extra message headers, which the task
+    reads as `self.request.<name>`."""
+    celery_app.send_task(name, args=list(args), headers=headers)
 
 
 def direct_queue() -> str | None:
@@ -105,8 +106,15 @@ def _time_limits(name: str) -> list[Any] | None:
     return [options.get("time_limit"), options.get("soft_time_limit")]
 
 
-def message(name: str, args: list[Any], queue: str, time_limits: list[Any]) -> bytes:
-    """A task message (Celery protocol 2) as kombu's Redis transport stores it in a list."""
+def message(
+    name: str,
+    args: list[Any],
+    queue: str,
+    time_limits: list[Any],
+    extra_headers: dict[str, Any] | None = None,
+) -> bytes:
+    """A task message (Celery protocol 2) as kombu's Redis transport stores it in a list
+    (with `extra_headers` where `send_task(headers=...)` puts them)."""
     task_id = str(uuid.uuid4())
     body = json.dumps([args, {}, _EMBED]).encode()
     headers: dict[str, Any] = {
@@ -132,6 +140,8 @@ def message(name: str, args: list[Any], queue: str, time_limits: list[Any]) -> b
         # What app.tasks.celery_app's before_task_publish handler adds.
         "request_id": get_request_id(),
     }
+    if extra_headers:
+        headers.update(extra_headers)
     properties: dict[str, Any] = {
         "correlation_id": task_id,
         "delivery_mode": 2,
@@ -151,26 +161,31 @@ def message(name: str, args: list[Any], queue: str, time_limits: list[Any]) -> b
     ).encode()
 
 
-async def publish_async(name: str, *args: Any) -> None:
+async def publish_async(name: str, *args: Any, headers: dict[str, Any] | None = None) -> None:
     """Publish one job from the event loop: directly when this process may (see
     `use_redis_broker`), else `send_task` in a worker thread."""
     broker = _broker
     limits = _time_limits(name) if broker is not None else None
     if broker is None or limits is None:
-        await to_thread.run_sync(lambda: publish(name, *args))
+        await to_thread.run_sync(lambda: publish(name, *args, headers=headers))
         return
-    await broker.lpush(_queue, message(name, list(args), _queue, limits))
+    await broker.lpush(_queue, message(name, list(args), _queue, limits, headers))
 
 
 def enqueue_after_commit(
-    session: AsyncSession,
+    session: Transactional,
     name: str,
     *args: Any,
+    headers: dict[str, Any] | None = None,
     on_failure: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """Publish the job once `session`'s transaction has committed (never if it rolls
+    back). `headers`: extra message headers (a hint the task may use; the job must still
+    work without them, as a re-queued one does)."""
+
     async def effect() -> None:
         try:
-            await publish_async(name, *args)
+            await publish_async(name, *args, headers=headers)
         except Exception:  # noqa: BLE001 - the periodic job sends it later
             logger.warning(
                 "enqueue_failed", extra={"job": name, "job_args": list(args)}, exc_info=True

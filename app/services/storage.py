@@ -11,6 +11,7 @@ The client's file name is never used on disk; it is kept (sanitised) for display
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -43,12 +44,20 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u20
 
 @dataclass
 class IncomingFile:
-    """An upload body received into a temporary file (not yet accepted)."""
+    """An upload body received (not yet accepted): in a temporary file, or, when it is at
+    most one write batch (WRITE_BATCH), in memory (`data`; then there is no file at
+    `temp_path`), to be checked there and written once, in its final place."""
 
     temp_path: Path
     client_filename: str
     size: int
     sha256: str
+    data: bytes | None = None
+
+    def discard(self) -> None:
+        """Remove the temporary file, if there is one."""
+        if self.data is None:
+            discard(self.temp_path)
 
 
 def sanitize_filename(raw: str, *, fallback_ext: str = "") -> str:
@@ -83,13 +92,21 @@ def new_relative_path(user_id: int, ext: str) -> str:
     return f"{user_id}/{uuid.uuid4().hex}{ext}"
 
 
+@functools.lru_cache(maxsize=16)
+def _real_root(media_root: Path) -> str:
+    """MEDIA_ROOT with its symbolic links resolved, once per process (resolving it again
+    for every file cost more than the rest of a small file's read)."""
+    return os.path.join(os.path.realpath(media_root), "")
+
+
 def resolve(media_root: Path, relative: str) -> Path:
-    """Absolute path of a stored file, refusing anything that escapes MEDIA_ROOT."""
-    root = media_root.resolve()
-    path = (root / relative).resolve()
-    if root not in path.parents:
+    """Absolute path of a stored file, refusing anything that escapes MEDIA_ROOT (by `..`
+    or a symbolic link)."""
+    root = _real_root(media_root)
+    path = os.path.realpath(os.path.join(root, relative))
+    if not path.startswith(root) or len(path) == len(root):
         raise ValueError(f"path {relative!r} is outside the media root")
-    return path
+    return Path(path)
 
 
 def discard(path: Path | None) -> None:
@@ -107,6 +124,25 @@ async def store(temp: Path, media_root: Path, relative: str) -> Path:
     final = resolve(media_root, relative)
     await to_thread.run_sync(_move_into_place, temp, final)
     return final
+
+
+def _write_into_place(media_root: Path, relative: str, data: bytes) -> None:
+    final = resolve(media_root, relative)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with final.open("xb") as fh:
+            fh.write(data)
+    except BaseException:
+        discard(final)
+        raise
+
+
+async def store_bytes(data: bytes, media_root: Path, relative: str) -> None:
+    """Write a small body received in memory straight to its final place, in one hop to a
+    worker thread (a temporary file and a rename were two). Nothing reads it before its row
+    is committed, which happens only after this returns; a process killed half-way leaves a
+    file no row names, which the periodic sweep deletes."""
+    await to_thread.run_sync(_write_into_place, media_root, relative, data)
 
 
 #: Called with the text fields that came before the file part, just before its first byte is
@@ -234,7 +270,12 @@ async def _chunks_with_idle_timeout(
 
 
 def _append(path: Path, data: bytes) -> None:
-    with path.open("ab") as fh:
+    try:
+        fh = path.open("ab")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("ab")
+    with fh:
         fh.write(data)
 
 
@@ -255,8 +296,9 @@ async def receive_upload(
     Refuses (413) as soon as the file passes `max_bytes`, or before reading anything when the
     declared Content-Length is already too large; 422 for a body that is not multipart or has
     no (or an empty) `field` file; 408 when the body stalls for `idle_timeout` seconds. On
-    any refusal the temporary file is gone. `on_chunk` is awaited after each chunk (outside
-    the idle timeout).
+    any refusal the temporary file is gone. A file of at most WRITE_BATCH bytes is returned
+    in memory, with no temporary file (IncomingFile.data). `on_chunk` is awaited after each
+    chunk (outside the idle timeout).
 
     `before_file` (e.g. the browser form's CSRF check) sees the text fields sent before the
     file part and runs before any of the file is read; what it raises refuses the upload.
@@ -274,9 +316,10 @@ async def receive_upload(
         )
     if content_length is not None and content_length > max_bytes + ENVELOPE_ALLOWANCE:
         raise FileTooLarge(f"The file is larger than the {max_bytes}-byte upload limit")
-    # Created by the first write, in the thread pool: creating it here blocked the event
-    # loop on the filesystem (~1 ms a request on this machine's disk).
-    temp_path = incoming_dir(media_root) / f"{uuid.uuid4().hex}.part"
+    # Created by the first write (its folder too), in the thread pool: creating it here
+    # blocked the event loop on the filesystem (~1 ms a request on this machine's disk); a
+    # body of at most one write batch never gets one.
+    temp_path = media_root / INCOMING / f"{uuid.uuid4().hex}.part"
     receiver = _Receiver(field, temp_path, max_bytes, before_file)
     callbacks = {
         "on_part_begin": receiver.on_part_begin,
@@ -290,6 +333,7 @@ async def receive_upload(
     }
     try:
         parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
+        written = False
         async for chunk in _chunks_with_idle_timeout(stream, idle_timeout):
             parser.write(chunk)
             if on_chunk is not None:
@@ -297,11 +341,13 @@ async def receive_upload(
             if len(receiver.pending) >= WRITE_BATCH:
                 data, receiver.pending = bytes(receiver.pending), bytearray()
                 await to_thread.run_sync(_append, temp_path, data)
+                written = True
         parser.finalize()
         if not receiver.ended:
             raise FormParserError("the body ends before the closing boundary")
         receiver.run_before_file()
-        if receiver.pending:
+        in_memory = None if written else bytes(receiver.pending)
+        if written and receiver.pending:
             await to_thread.run_sync(_append, temp_path, bytes(receiver.pending))
     except FormParserError as exc:
         discard(temp_path)
@@ -321,6 +367,7 @@ async def receive_upload(
         client_filename=receiver.filename,
         size=receiver.size,
         sha256=receiver.hasher.hexdigest(),
+        data=in_memory,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Protocol
 
 import anyio
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from app.errors import TooManyRequests
@@ -88,7 +89,7 @@ class MemorySlots:
 
 class RedisSlots:
     def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+        self.redis = redis
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
 
@@ -106,7 +107,7 @@ class RedisSlots:
         await self._renew(keys=[f"{KEY_PREFIX}{user_id}"], args=[until, token, lease_ms])
 
     async def release(self, user_id: int, token: str) -> None:
-        await self._redis.zrem(f"{KEY_PREFIX}{user_id}", token)
+        await self.redis.zrem(f"{KEY_PREFIX}{user_id}", token)
 
 
 class UploadSlot:
@@ -132,6 +133,17 @@ class UploadSlot:
             except RedisError:
                 # The lease runs out by itself.
                 logger.warning("upload_slots_unavailable")
+
+    def release_along(self, pipe: Pipeline, redis: Redis) -> bool:
+        """Queue the release on `pipe`, a pipeline of `redis` about to run anyway (the
+        file-list announcement after the commit), when the slots live on that Redis: one
+        round trip instead of two. False (nothing queued): give it back with `release()`."""
+        store = self._store
+        if self._released or not isinstance(store, RedisSlots) or store.redis is not redis:
+            return False
+        self._released = True
+        pipe.zrem(f"{KEY_PREFIX}{self._user_id}", self._token)
+        return True
 
     async def keep_alive(self) -> None:
         """Renew the lease if a third of it has passed (cheap to call on every chunk)."""

@@ -2,19 +2,20 @@
 and the steps of the word-count job (run by app/tasks/wordcount.py, which owns its commits).
 
 Receiving an upload (`receive`), in order: one of the person's upload slots is taken (429);
-the upload right is checked in a short session of its own, so no pooled connection is held
-while the body arrives (402); the body is streamed to a temporary file with the size limit
-enforced on the way (413) and an idle timeout (408); the type is checked by extension and by
-content (415); the file is stored under a generated key (app/services/blobstore.py: renamed
-into MEDIA_ROOT, or put into the bucket; 503 when the storage is away); then the caller's
-transaction spends the upload credit and adds the row and its `file_uploaded` activity.
+the upload right is checked on a pooled connection given back at once, so none is held while
+the body arrives (402); the body is streamed with the size limit enforced on the way (413) and
+an idle timeout (408), into memory up to one write batch, else into a temporary file; the type
+is checked by extension and by content (415); the file is stored under a generated key
+(app/services/blobstore.py: written or renamed into MEDIA_ROOT, or put into the bucket; 503
+when the storage is away); then the caller's transaction (a session, or the API's app.fastdb
+Work) spends the upload credit and adds the row and its `file_uploaded` activity.
 
 Everything that must follow is registered on the unit of work (app/uow.py), not sequenced by
-the caller: if the transaction does not commit, the stored file or object is deleted; once it
-has, the
-person's file-list pages are dropped everywhere and the word-count job is enqueued (if the
-broker cannot take it, the row is marked so the periodic job sends it at its next run). The
-slot is given back either way.
+the caller: if the transaction does not commit, the stored file or object is deleted and the
+slot given back; once it has, the person's file-list pages are dropped everywhere (the slot
+given back in the same Redis round trip) and the word-count job is enqueued, carrying the
+row's fields (JOB_ROW_HEADER; if the broker cannot take it, the row is marked so the periodic
+job sends it at its next run).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from app import uow
 from app.config import Settings
 from app.db import bare_connection
 from app.errors import AppError, NotFound, StorageUnavailable, UnsupportedFileType
+from app.fastdb import Work
 from app.models import Action, FileUpload, UploadStatus, User
 from app.services import (
     blobstore,
@@ -95,19 +97,21 @@ INLINE_TXT_CHECK_BYTES = 64 * 1024
 
 
 async def _sniff(incoming: storage.IncomingFile, ext: str) -> str:
-    """The content type to store, or 415 when the content does not match the extension."""
+    """The content type to store, or 415 when the content does not match the extension.
+    A small body is checked where it was received, in memory."""
+    content = incoming.data if incoming.data is not None else incoming.temp_path
     try:
         if ext == ".docx":
             await to_thread.run_sync(
                 lambda: filetypes.check_docx(
-                    incoming.temp_path, max_uncompressed_bytes=MAX_DOCX_UNCOMPRESSED_BYTES
+                    content, max_uncompressed_bytes=MAX_DOCX_UNCOMPRESSED_BYTES
                 )
             )
             return KINDS[ext]
         if incoming.size <= INLINE_TXT_CHECK_BYTES:
-            encoding = filetypes.check_txt(incoming.temp_path)
+            encoding = filetypes.check_txt(content)
         else:
-            encoding = await to_thread.run_sync(filetypes.check_txt, incoming.temp_path)
+            encoding = await to_thread.run_sync(filetypes.check_txt, content)
     except filetypes.UnsupportedContentError as exc:
         raise UnsupportedFileType(str(exc)) from exc
     return f"text/plain; charset={encoding}"
@@ -134,18 +138,19 @@ class Body:
 
 
 async def _admit(
-    session: AsyncSession, intake: Intake, user_id: int, settings: Settings
+    session: AsyncSession | Work, intake: Intake, user_id: int, settings: Settings
 ) -> tuple[upload_slots.UploadSlot, entitlement.UploadRight]:
     """Before any of a body is read: one of the person's upload slots (429), held until the
-    request's transaction ends either way, and the upload right (402) checked in a short
-    session of its own, so no pooled connection waits on the body."""
+    request's transaction ends either way (the caller registers its release after the
+    commit, `_release_after_commit`, once the accepted files have registered theirs), and
+    the upload right (402) checked on a connection of its own, so no pooled connection
+    waits on the body."""
     slot = await upload_slots.take(
         intake.slots,
         user_id,
         limit=settings.max_concurrent_uploads_per_user,
         idle_timeout=settings.upload_idle_timeout_seconds,
     )
-    uow.after_commit(session, slot.release)
     uow.on_rollback(session, slot.release)
     # A bare pooled connection, given back before the body arrives (an ORM session around
     # one SELECT cost more than the SELECT).
@@ -177,8 +182,14 @@ def _receiving(
     )
 
 
+def _release_after_commit(session: AsyncSession | Work, slot: upload_slots.UploadSlot) -> None:
+    """The slot goes back after the commit: with the file-list announcement of an accepted
+    file (one Redis round trip, see `_announce`), else on its own (idempotent)."""
+    uow.after_commit(session, slot.release)
+
+
 async def receive(
-    session: AsyncSession,
+    session: AsyncSession | Work,
     intake: Intake,
     body: Body,
     *,
@@ -196,7 +207,11 @@ async def receive(
         **_receiving(settings, slot, before_file),
         content_length=body.content_length,
     )
-    return await accept_upload(session, intake, right=right, incoming=incoming, settings=settings)
+    upload = await accept_upload(
+        session, intake, right=right, incoming=incoming, settings=settings, slot=slot
+    )
+    _release_after_commit(session, slot)
+    return upload
 
 
 @dataclass(frozen=True)
@@ -213,7 +228,7 @@ RESULT_NAME_CHARS = 80
 
 
 async def receive_many(
-    session: AsyncSession,
+    session: AsyncSession | Work,
     intake: Intake,
     body: Body,
     *,
@@ -242,7 +257,7 @@ async def receive_many(
             try:
                 # A refusal (415, 402) is raised before this file wrote anything.
                 upload = await accept_upload(
-                    session, intake, right=right, incoming=item, settings=settings
+                    session, intake, right=right, incoming=item, settings=settings, slot=slot
                 )
             except AppError as exc:
                 results.append(Received(shown, exc.code))
@@ -253,25 +268,28 @@ async def receive_many(
         # been moved into place, so this finds nothing of them.
         for item in received:
             if isinstance(item, storage.IncomingFile):
-                storage.discard(item.temp_path)
+                item.discard()
+    _release_after_commit(session, slot)
     return results
 
 
 async def accept_upload(
-    session: AsyncSession,
+    session: AsyncSession | Work,
     intake: Intake,
     *,
     right: entitlement.UploadRight,
     incoming: storage.IncomingFile,
     settings: Settings,
+    slot: upload_slots.UploadSlot | None = None,
 ) -> FileUpload:
     """Validate and store a received file and add its row (flushed, not committed).
 
     Raises UnsupportedFileType (415), PaymentRequired (402) or StorageUnavailable (503),
     having removed the temporary file and anything stored. Once it returns, the unit of work
     deletes the stored file or object if the transaction does not commit; after the commit it
-    announces the change to the file-list caches and enqueues the word count (if the broker
-    cannot take it, the row is marked for the periodic job to send it).
+    announces the change to the file-list caches (giving `slot` back in the same round trip)
+    and enqueues the word count, the row's fields in the job's message (if the broker cannot
+    take it, the row is marked for the periodic job to send it).
     """
     user_id = right.user_id
     store = intake.storage
@@ -286,7 +304,10 @@ async def accept_upload(
         content_type = await _sniff(incoming, ext)
         key = store.new_key(user_id, ext)
         try:
-            await store.put(incoming.temp_path, key)
+            if incoming.data is not None:
+                await store.put_bytes(incoming.data, key)
+            else:
+                await store.put(incoming.temp_path, key)
         except blobstore.StorageUnavailable as exc:
             logger.warning("storage_unavailable", extra={"error": str(exc)})
             raise StorageUnavailable() from exc
@@ -317,22 +338,33 @@ async def accept_upload(
             size=upload.size,
         )
     except BaseException:
-        storage.discard(incoming.temp_path)
+        incoming.discard()
         if key is not None:
             await _forget(store, key)
         raise
     stored = key
     uow.on_rollback(session, lambda: _forget(store, stored))
-    uow.after_commit(session, lambda: intake.changes.announce(user_id))
+    uow.after_commit(session, lambda: _announce(intake.changes, user_id, slot))
     jobs.enqueue_after_commit(
         session,
         COUNT_JOB,
         upload.id,
+        headers={JOB_ROW_HEADER: job_row_header(upload)},
         on_failure=lambda: uow.transaction(
             intake.sessionmaker, lambda s: mark_not_queued(s, upload.id)
         ),
     )
     return upload
+
+
+async def _announce(
+    changes: FileChanges, user_id: int, slot: upload_slots.UploadSlot | None
+) -> None:
+    """The person's file-list pages dropped everywhere, and the upload slot given back in
+    the same Redis round trip when the slots live on that Redis (else on its own)."""
+    await changes.announce(user_id, along=slot.release_along if slot is not None else None)
+    if slot is not None:
+        await slot.release()  # nothing left to do if it went along
 
 
 async def _forget(store: blobstore.Storage, key: str) -> None:
@@ -452,12 +484,50 @@ class StartedUpload:
     user_id: int
     file: str
     filename: str
-    attempts: int
+    #: Starts so far, this one included; None: not read, known to be within MAX_ATTEMPTS.
+    attempts: int | None
 
 
-async def start_job(session: AsyncSession, upload_id: int) -> StartedUpload | None:
+#: The job message's header with the upload row's fields the job needs, which never change
+#: once the row is written: with it the job's start is one UPDATE, no SELECT. A job without
+#: it (re-queued by the periodic job, or published by older code) reads the row.
+JOB_ROW_HEADER = "upload_row"
+
+
+def job_row_header(upload: FileUpload) -> dict[str, Any]:
+    return {
+        "id": upload.id,
+        "user_id": upload.user_id,
+        "file": upload.file,
+        "filename": upload.filename,
+    }
+
+
+def _row_from_header(upload_id: int, header: object) -> StartedUpload | None:
+    if not isinstance(header, dict) or header.get("id") != upload_id:
+        return None
+    user_id, file, filename = header.get("user_id"), header.get("file"), header.get("filename")
+    if not (isinstance(user_id, int) and isinstance(file, str) and isinstance(filename, str)):
+        return None
+    return StartedUpload(upload_id, user_id, file, filename, attempts=None)
+
+
+async def start_job(
+    session: AsyncSession | Work, upload_id: int, row_header: object = None
+) -> StartedUpload | None:
     """Count this start of the job (flushed: the task commits it before counting, so a job
-    that kills its worker still counts as an attempt); None when there is nothing to do."""
+    that kills its worker still counts as an attempt); None when there is nothing to do.
+
+    `row_header` is the job's JOB_ROW_HEADER, if it came with one: then a start within
+    MAX_ATTEMPTS is a single UPDATE. Without it, or past the limit, or for a settled upload,
+    the row is counted and read as before."""
+    known = _row_from_header(upload_id, row_header)
+    if known is not None:
+        started = await core_execute(
+            session, _START_KNOWN_JOB, {"upload_id": upload_id, "max_attempts": MAX_ATTEMPTS}
+        )
+        if getattr(started, "rowcount", 0) == 1:
+            return known
     result = await core_execute(session, _START_JOB, {"upload_id": upload_id})
     if getattr(result, "rowcount", 0) != 1:
         return None
@@ -475,6 +545,7 @@ _START_JOB = (
     .where(_UPLOADS.c.id == bindparam("upload_id"), _UPLOADS.c.status == UploadStatus.PROCESSING)
     .values(attempts=_UPLOADS.c.attempts + 1)
 )
+_START_KNOWN_JOB = _START_JOB.where(_UPLOADS.c.attempts < bindparam("max_attempts"))
 _FINISH_JOB = (
     update(_UPLOADS)
     .where(_UPLOADS.c.id == bindparam("upload_id"), _UPLOADS.c.status == UploadStatus.PROCESSING)
@@ -494,7 +565,7 @@ _JOB_ROW = select(
 ).where(_UPLOADS.c.id == bindparam("upload_id"))
 
 
-async def give_back_attempt(session: AsyncSession, upload_id: int) -> None:
+async def give_back_attempt(session: AsyncSession | Work, upload_id: int) -> None:
     """A transient fault is not an attempt (best effort)."""
     await session.execute(
         update(FileUpload)
@@ -505,7 +576,7 @@ async def give_back_attempt(session: AsyncSession, upload_id: int) -> None:
 
 
 async def _finish(
-    session: AsyncSession,
+    session: AsyncSession | Work,
     upload: StartedUpload,
     *,
     word_count: int | None,
@@ -540,7 +611,7 @@ async def _finish(
 
 
 async def count_and_settle(
-    session: AsyncSession,
+    session: AsyncSession | Work,
     upload: StartedUpload,
     settings: Settings,
     store: blobstore.Storage,
@@ -584,9 +655,12 @@ async def _count_file(store: blobstore.Storage, key: str, settings: Settings) ->
 
 
 async def _count(
-    session: AsyncSession, upload: StartedUpload, store: blobstore.Storage, settings: Settings
+    session: AsyncSession | Work,
+    upload: StartedUpload,
+    store: blobstore.Storage,
+    settings: Settings,
 ) -> JobResult:
-    if upload.attempts > MAX_ATTEMPTS:
+    if upload.attempts is not None and upload.attempts > MAX_ATTEMPTS:
         await _finish(
             session,
             upload,

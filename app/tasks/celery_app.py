@@ -16,6 +16,8 @@ from app.logging import configure_logging, get_request_id, set_request_id
 TASK_MODULES = ["app.tasks.payments", "app.tasks.receipts", "app.tasks.wordcount"]
 #: kombu's filesystem transport, writing each message whole before it can be taken.
 EMBEDDED_TRANSPORT = "app.tasks.fsbroker:Transport"
+#: kombu's Redis transport with one client object per channel (app.tasks.redisbroker).
+REDIS_TRANSPORT = "app.tasks.redisbroker:Transport"
 #: How often the embedded (filesystem) broker looks for work when idle.
 EMBEDDED_POLLING_INTERVAL_SECONDS = 0.05
 
@@ -46,13 +48,21 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _transport(settings: Settings) -> str | None:
+    if settings.uses_embedded_broker:
+        return EMBEDDED_TRANSPORT
+    if settings.broker_url.startswith("redis://"):
+        return REDIS_TRANSPORT
+    return None
+
+
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     celery = Celery("wordcount", include=TASK_MODULES)
     celery.conf.update(
         broker_url=settings.broker_url,
         # The embedded broker's messages are renamed into place whole (app.tasks.fsbroker).
-        broker_transport=EMBEDDED_TRANSPORT if settings.uses_embedded_broker else None,
+        broker_transport=_transport(settings),
         result_backend=settings.celery_result_backend,
         task_ignore_result=settings.celery_result_backend is None,
         broker_transport_options=_transport_options(settings),

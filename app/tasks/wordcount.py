@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 
+from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import uow
+from app import fastdb, uow
 from app.config import Settings
 from app.services import blobstore, uploads
 from app.services.filecache import FileChanges
@@ -47,10 +48,13 @@ TRANSIENT = (
     time_limit=360,
     ignore_result=True,
 )
-def count_words(self: object, upload_id: int) -> str:
+def count_words(self: Task, upload_id: int) -> str:
+    # The upload row's fields, when the message carries them (see uploads.JOB_ROW_HEADER).
+    row_header = getattr(self.request, uploads.JOB_ROW_HEADER, None)
+
     async def job(rt: WorkerRuntime) -> str:
         result = await process_upload(
-            rt.sessionmaker, upload_id, rt.settings, rt.storage, rt.changes
+            rt.sessionmaker, upload_id, rt.settings, rt.storage, rt.changes, row_header
         )
         logger.info(
             "upload_processed",
@@ -71,23 +75,25 @@ async def process_upload(
     settings: Settings,
     store: blobstore.Storage,
     changes: FileChanges | None = None,
+    row_header: object = None,
 ) -> uploads.JobResult:
-    """The job's body, in two transactions: the start is committed first (a job that kills
-    its worker still counts as an attempt), then the count and the settled row. Idempotent: a
-    settled upload is left alone."""
-    async with sessionmaker() as session:
-        upload = await uploads.start_job(session, upload_id)
-        await uow.commit(session)
+    """The job's body, in two transactions on one connection without an ORM session
+    (app.fastdb): the start is committed first (a job that kills its worker still counts as
+    an attempt), then the count and the settled row. Idempotent: a settled upload is left
+    alone. `row_header`: the message's uploads.JOB_ROW_HEADER, if any."""
+    async with fastdb.unit_of_work(sessionmaker) as work:
+        upload = await uploads.start_job(work, upload_id, row_header)
+        await uow.commit(work)
         if upload is None:
             return uploads.JobResult("skipped")
         try:
-            result = await uploads.count_and_settle(session, upload, settings, store, changes)
+            result = await uploads.count_and_settle(work, upload, settings, store, changes)
         except uploads.TransientError:
-            await uow.rollback(session)
-            await uploads.give_back_attempt(session, upload_id)
-            await uow.commit(session)
+            await uow.rollback(work)
+            await uploads.give_back_attempt(work, upload_id)
+            await uow.commit(work)
             raise
-        await uow.commit(session)
+        await uow.commit(work)
         return result
 
 

@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "dropped at the end), or 'sqlite'",
     )
     p.add_argument(
+        "--database-prefix",
+        default=os.environ.get("LOAD_DATABASE_PREFIX", "load_"),
+        help="prefix of the fresh database's name (default load_), so that runs of several "
+        "people on one server cannot collide",
+    )
+    p.add_argument(
         "--broker",
         default=os.environ.get("LOAD_BROKER_URL", "redis://127.0.0.1:6379/10"),
         help="Redis database for the Celery broker, flushed at start and end ('' = embedded)",
@@ -220,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = dict(item.split("=", 1) for item in args.env)
     config = StackConfig(
         database=args.database,
+        database_prefix=args.database_prefix,
         broker_url=args.broker,
         redis_url=args.counters,
         api_workers=args.api_workers,

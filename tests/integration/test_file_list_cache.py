@@ -161,3 +161,49 @@ async def test_the_cache_is_off_while_the_change_feed_is_away(settings: Settings
             await task
         await feed.aclose()
         await admin.aclose()
+
+
+async def test_the_upload_slot_goes_back_with_the_announcement(settings: Settings) -> None:
+    """After an upload's commit its slot is given back in the announcement's round trip when
+    the slots live on the same Redis, and on its own otherwise; either way it is free and
+    the change is heard."""
+    from app.services import upload_slots
+
+    url = settings.shared_redis_url
+    if url is None:
+        pytest.skip("the shared slots and the announcement are on Redis")
+    redis, other, feed = Redis.from_url(url), Redis.from_url(url), Redis.from_url(url)
+    cache = FilePageCache(300.0)
+    listening = asyncio.create_task(filecache.listen(feed, cache, retry_seconds=0.05))
+    user = 987_654
+    key = f"{upload_slots.KEY_PREFIX}{user}"
+    try:
+        await eventually(lambda: cache.enabled)
+        for store_client, along in ((redis, True), (other, False)):
+            slot = await upload_slots.take(
+                upload_slots.RedisSlots(store_client), user, limit=1, idle_timeout=30
+            )
+            assert await redis.zcard(key) == 1
+            cache.put((user, 20, 0, None), b"page", cache.token(user))
+            queued: list[bool] = []
+
+            def release_along(
+                pipe: Any, client: Redis, slot: Any = slot, queued: list[bool] = queued
+            ) -> bool:
+                queued.append(slot.release_along(pipe, client))
+                return queued[-1]
+
+            await FileChanges(redis).announce(user, along=release_along)
+            assert queued == [along]
+            if along:
+                assert await redis.zcard(key) == 0  # gone in the same round trip
+            await slot.release()  # what uploads._announce does next: no-op if it went along
+            assert await redis.zcard(key) == 0
+            await eventually(lambda: cache.get((user, 20, 0, None)) is None)
+    finally:
+        listening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listening
+        await redis.delete(key)
+        for client in (redis, other, feed):
+            await client.aclose()

@@ -87,6 +87,41 @@ async def test_txt_upload_is_accepted_stored_and_logged(
     assert log.metadata_ == {"file_id": body["id"], "filename": "notes.txt", "size": len(data)}
 
 
+@pytest.mark.parametrize("size", [1000, 300_000])
+async def test_small_and_large_bodies_are_stored_whole_and_their_job_carries_the_row(
+    client: AsyncClient,
+    paid: Account,
+    db: Sessions,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+) -> None:
+    """A body of at most one write batch is checked in memory and written once in its final
+    place, a larger one goes through a temporary file: both end stored whole, with nothing
+    left in the incoming folder. The job is published after the commit with the row's fields
+    in its message (uploads.JOB_ROW_HEADER), so the worker need not read the row."""
+    from app.services import jobs, storage, uploads
+
+    published: list[tuple[str, tuple[Any, ...], dict[str, Any] | None, int]] = []
+
+    async def publish(name: str, *args: Any, headers: dict[str, Any] | None = None) -> None:
+        published.append((name, args, headers, await row_count(db)))
+
+    monkeypatch.setattr(jobs, "publish_async", publish)
+    assert (size <= storage.WRITE_BATCH) == (size == 1000)
+    data = (b"word " * (size // 5 + 1))[:size]
+    resp = await upload(client, paid, "notes.txt", data)
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert s3server.read_stored(settings, body["file"]) == data
+    assert media_files(settings) == [body["file"]]
+    incoming = settings.media_root / storage.INCOMING
+    assert not incoming.exists() or list(incoming.iterdir()) == []
+    row = {"id": body["id"], "user_id": paid.id, "file": body["file"], "filename": "notes.txt"}
+    # Published once the row was committed (another session sees it).
+    assert published == [(uploads.COUNT_JOB, (body["id"],), {uploads.JOB_ROW_HEADER: row}, 1)]
+
+
 async def test_docx_upload_is_accepted(
     client: AsyncClient, paid: Account, settings: Settings
 ) -> None:

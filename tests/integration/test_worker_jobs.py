@@ -3,6 +3,7 @@ embedded filesystem broker by default): counted right, never lost."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import zipfile
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from docx import Document
 from httpx import AsyncClient
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -262,8 +263,10 @@ async def unreachable_storage(settings: Settings, tmp_path: Path) -> blobstore.S
     return blobstore.LocalStorage(tmp_path / "unmounted")
 
 
-async def _stored_upload(db: Sessions, settings: Settings, user_id: int, data: bytes) -> int:
-    relative = s3server.put_stored(settings, user_id, "job-test.txt", data)
+async def _stored_upload(
+    db: Sessions, settings: Settings, user_id: int, data: bytes, name: str = "job-test.txt"
+) -> int:
+    relative = s3server.put_stored(settings, user_id, name, data)
     async with db() as session:
         upload_row = FileUpload(
             user_id=user_id,
@@ -316,11 +319,18 @@ async def test_missing_storage_is_transient_and_not_an_attempt(
     assert (again.status, again.attempts) == (UploadStatus.PROCESSING, 0)
 
 
+@pytest.mark.parametrize("carrying_its_row", [False, True])
 async def test_a_job_that_keeps_dying_is_given_up(
-    user_factory: UserFactory, db: Sessions, settings: Settings, storage: blobstore.Storage
+    user_factory: UserFactory,
+    db: Sessions,
+    settings: Settings,
+    storage: blobstore.Storage,
+    carrying_its_row: bool,
 ) -> None:
     account = await user_factory.create()
     upload_id = await _stored_upload(db, settings, account.id, b"one two three")
+    # The row's fields in the message (uploads.JOB_ROW_HEADER) do not skip the limit.
+    header = uploads.job_row_header(await row(db, upload_id)) if carrying_its_row else None
     async with db() as session:
         await session.execute(
             update(FileUpload)
@@ -328,11 +338,78 @@ async def test_a_job_that_keeps_dying_is_given_up(
             .values(attempts=uploads.MAX_ATTEMPTS)
         )
         await session.commit()
-    result = await process_upload(db, upload_id, settings, storage)
+    result = await process_upload(db, upload_id, settings, storage, row_header=header)
     assert result.status == "failed"
     done = await row(db, upload_id)
     assert done.status == UploadStatus.FAILED
     assert "gave up" in (done.error or "")
+    assert done.attempts == uploads.MAX_ATTEMPTS + 1
+    # A settled upload is left alone, its row in the message or not.
+    again = await process_upload(db, upload_id, settings, storage, row_header=header)
+    assert again.status == "skipped"
+
+
+@contextlib.contextmanager
+def statements(db: Sessions) -> Iterator[list[str]]:
+    """The SQL the tests' engine sends meanwhile (process_upload runs on it)."""
+    seen: list[str] = []
+    engine = db.kw["bind"].sync_engine
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        seen.append(sql.lstrip().split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_job_carrying_its_row_starts_with_one_update_and_no_select(
+    user_factory: UserFactory, db: Sessions, settings: Settings, storage: blobstore.Storage
+) -> None:
+    account = await user_factory.create()
+    upload_id = await _stored_upload(db, settings, account.id, b"one two three")
+    header = uploads.job_row_header(await row(db, upload_id))
+    with statements(db) as sql:
+        result = await process_upload(db, upload_id, settings, storage, row_header=header)
+    assert (result.status, result.word_count) == ("completed", 3)
+    assert "SELECT" not in sql
+    assert sql.count("UPDATE") == 2  # the start and the settlement
+    done = await row(db, upload_id)
+    assert (done.status, done.word_count, done.attempts) == (UploadStatus.COMPLETED, 3, 1)
+    async with db() as session:
+        log = await session.scalar(
+            select(ActivityLog).where(ActivityLog.action == "file_processed")
+        )
+    assert log is not None
+    assert (log.user_id, log.metadata_["file_id"], log.metadata_["filename"]) == (
+        account.id,
+        upload_id,
+        "job-test.txt",
+    )
+
+
+async def test_a_job_without_a_usable_row_header_reads_the_row(
+    user_factory: UserFactory, db: Sessions, settings: Settings, storage: blobstore.Storage
+) -> None:
+    account = await user_factory.create()
+    for n, header in enumerate(
+        (
+            None,  # re-queued by the periodic job
+            "not a row",
+            {"id": -1, "user_id": account.id, "file": "x", "filename": "y"},  # another upload's
+            {"id": 0, "user_id": "1", "file": "x", "filename": "y"},  # wrong types
+        )
+    ):
+        data = b"one two three four"
+        upload_id = await _stored_upload(db, settings, account.id, data, f"job-{n}.txt")
+        if isinstance(header, dict) and header["id"] == 0:
+            header = {**header, "id": upload_id}
+        with statements(db) as sql:
+            result = await process_upload(db, upload_id, settings, storage, row_header=header)
+        assert (result.status, result.word_count) == ("completed", 4), header
+        assert "SELECT" in sql, header
 
 
 async def test_the_api_publishes_what_send_task_would(app: Any, settings: Settings) -> None:
@@ -367,16 +444,24 @@ async def test_the_api_publishes_what_send_task_would(app: Any, settings: Settin
     # A task registered here (its time limits go in the message) and one that is not. The
     # registry is filled when the app is finalised (whichever test did that first).
     assert celery_app.tasks["wordcount.count_words"].time_limit == 360
-    for name, limits in (("wordcount.count_words", [360, 300]), ("tests.elsewhere", None)):
+    row_header = {uploads.JOB_ROW_HEADER: {"id": 1, "user_id": 2, "file": "2/a.txt"}}
+    cases = (
+        ("wordcount.count_words", [360, 300], None),
+        ("wordcount.count_words", [360, 300], row_header),
+        ("tests.elsewhere", None, None),
+    )
+    for name, limits, headers in cases:
         try:
             set_request_id("compare-42")
-            celery_app.send_task(name, args=[123456789])
+            celery_app.send_task(name, args=[123456789], headers=headers)
             by_celery = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
-            await jobs.publish_async(name, 123456789)
+            await jobs.publish_async(name, 123456789, headers=headers)
             direct = json.loads(probe.lpop(queue))  # type: ignore[arg-type]
         finally:
             set_request_id(None)
         assert without_ids(direct) == without_ids(by_celery)
+        for key, value in (headers or {}).items():
+            assert direct["headers"][key] == value
         assert direct["headers"]["timelimit"] == (limits or [None, None])
         assert direct["headers"]["request_id"] == "compare-42"
         assert direct["headers"]["id"] == direct["headers"]["root_id"]
