@@ -157,16 +157,22 @@ def savepoint_engine(settings: Any) -> Any:
             context.connection.info.get(_STATEMENT_FAILED, lambda: None)()
 
     if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _driver_leaves_transactions_alone(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
-
+        sqlite_savepoints(engine)
     return engine
+
+
+def sqlite_savepoints(engine: Any) -> None:
+    """SQLAlchemy's documented recipe for real SAVEPOINTs on pysqlite/aiosqlite: the driver's
+    own transaction handling off, SQLAlchemy emitting BEGIN."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _driver_leaves_transactions_alone(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def watch_shared_connection(connection: Any) -> list[str]:

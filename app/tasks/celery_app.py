@@ -51,7 +51,7 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 def _transport(settings: Settings) -> str | None:
     if settings.uses_embedded_broker:
         return EMBEDDED_TRANSPORT
-    if settings.broker_url.startswith("redis://"):
+    if settings.broker_url.startswith(("redis://", "rediss://")):
         return REDIS_TRANSPORT
     return None
 

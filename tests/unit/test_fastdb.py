@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, event, insert, select
+from sqlalchemy import Integer, String, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -20,6 +19,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from app import uow
 from app.db import create_sessionmaker
 from app.fastdb import unit_of_work
+from tests.support import sqlite_savepoints
 
 
 class Base(DeclarativeBase):
@@ -35,19 +35,6 @@ class Item(Base):
 INSERT = insert(Item.__table__)  # type: ignore[arg-type]
 
 
-def _sqlite_savepoints(engine: AsyncEngine) -> None:
-    """SQLAlchemy's documented recipe for SAVEPOINTs on pysqlite/aiosqlite (the driver's
-    own transaction handling would commit a savepoint's outer transaction)."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
-
-
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -55,7 +42,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     db = create_async_engine(
         f"sqlite+aiosqlite:///{tmp_path / 'work.db'}", poolclass=AsyncAdaptedQueuePool, pool_size=2
     )
-    _sqlite_savepoints(db)
+    sqlite_savepoints(db)
     async with db.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     yield db

@@ -9,12 +9,19 @@ import os
 import pytest
 from kombu import Connection
 
-from app.tasks.celery_app import REDIS_TRANSPORT
+from app.config import Settings
+from app.tasks.celery_app import REDIS_TRANSPORT, create_celery
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL") or ""
-pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs TEST_REDIS_URL")
 
 
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://redis.example:6380/0"])
+def test_redis_brokers_use_this_transport(url: str) -> None:
+    settings = Settings(_env_file=None, celery_broker_url=url)  # type: ignore[call-arg]
+    assert create_celery(settings).conf.broker_transport == REDIS_TRANSPORT
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs TEST_REDIS_URL")
 def test_one_client_per_pool_and_acks_still_kept() -> None:
     with Connection(REDIS_URL, transport=REDIS_TRANSPORT) as conn:
         channel = conn.default_channel
